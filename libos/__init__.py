@@ -1,0 +1,1 @@
+"""Library OS booted from a Gramine-syntax manifest (issue 3)."""

@@ -1,0 +1,43 @@
+"""Gramine-compatible protected (encrypted) files.
+
+Format v2.0 (reads v1.0), byte-compatible with Gramine's ``pf_crypt``. See docs/pf-format.md.
+"""
+
+from .errors import (
+    CorruptedNodeError,
+    FileClosedError,
+    KeyFormatError,
+    NotEncryptedError,
+    PathMismatchError,
+    PathTooLongError,
+    PfsError,
+    ReadOnlyError,
+    RecoveryFailedError,
+    RecoveryNeededError,
+    TruncatedFileError,
+    UnsupportedVersionError,
+    WrongKeyError,
+)
+from .protected_file import DEFAULT_CACHE_SIZE, ProtectedFile
+from .storage import HostFile, MemoryStorage, Storage
+
+__all__ = [
+    "CorruptedNodeError",
+    "DEFAULT_CACHE_SIZE",
+    "FileClosedError",
+    "HostFile",
+    "KeyFormatError",
+    "MemoryStorage",
+    "NotEncryptedError",
+    "PathMismatchError",
+    "PathTooLongError",
+    "PfsError",
+    "ProtectedFile",
+    "ReadOnlyError",
+    "RecoveryFailedError",
+    "RecoveryNeededError",
+    "Storage",
+    "TruncatedFileError",
+    "UnsupportedVersionError",
+    "WrongKeyError",
+]

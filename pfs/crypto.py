@@ -1,0 +1,62 @@
+"""Cryptographic primitives of the format: metadata-key derivation and node sealing."""
+
+from __future__ import annotations
+
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.cmac import CMAC
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from pal import random_bytes
+
+from .layout import IV, KEY_SIZE, MAC_SIZE, NONCE_SIZE
+
+METADATA_KEY_LABEL = b"SGX-PROTECTED-FS-METADATA-KEY"
+_LABEL_FIELD = 64
+
+__all__ = [
+    "InvalidTag",
+    "derive_metadata_key",
+    "new_key",
+    "new_nonce",
+    "seal",
+    "open_sealed",
+]
+
+
+def derive_metadata_key(kdk: bytes, nonce: bytes) -> bytes:
+    """AES-128-CMAC counter-mode KDF (NIST SP 800-108) of the metadata key from the wrap key."""
+    if len(nonce) != NONCE_SIZE:
+        raise ValueError("nonce must be 32 bytes")
+    kdf_input = (
+        struct.pack("<I", 1)
+        + METADATA_KEY_LABEL.ljust(_LABEL_FIELD, b"\0")
+        + nonce
+        + struct.pack("<I", 128)
+    )
+    mac = CMAC(algorithms.AES(kdk))
+    mac.update(kdf_input)
+    return mac.finalize()
+
+
+def new_key() -> bytes:
+    """A fresh random 16-byte node key (never reused: the GCM IV is always zero)."""
+    return random_bytes(KEY_SIZE)
+
+
+def new_nonce() -> bytes:
+    """A fresh random 32-byte metadata-key nonce."""
+    return random_bytes(NONCE_SIZE)
+
+
+def seal(key: bytes, plaintext: bytes | bytearray | memoryview) -> tuple[bytes, bytes]:
+    """Encrypt ``plaintext`` under ``key`` with the zero IV; return (ciphertext, tag)."""
+    sealed = AESGCM(key).encrypt(IV, plaintext, None)
+    return sealed[:-MAC_SIZE], sealed[-MAC_SIZE:]
+
+
+def open_sealed(key: bytes, ciphertext: bytes | memoryview, tag: bytes | memoryview) -> bytes:
+    """Decrypt and authenticate ``ciphertext`` + ``tag``; raise InvalidTag on failure."""
+    return AESGCM(bytes(key)).decrypt(IV, bytes(ciphertext) + bytes(tag), None)

@@ -1,0 +1,535 @@
+"""Random-access protected files: read, write, truncate, rename, flush, recovery.
+
+A :class:`ProtectedFile` keeps an LRU cache of decrypted nodes. Dirty nodes (and, by
+construction, every MHT ancestor of a dirty node) stay in memory until the next flush; only
+clean nodes are evicted, and when the cache is full of dirty nodes it is flushed. A flush
+re-encrypts exactly the dirty nodes, each under a fresh random key, then the metadata node
+under a key derived from a fresh nonce.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+
+from .crypto import InvalidTag, derive_metadata_key, new_key, new_nonce, open_sealed, seal
+from .errors import (
+    CorruptedNodeError,
+    FileClosedError,
+    NotEncryptedError,
+    PathMismatchError,
+    PfsError,
+    ReadOnlyError,
+    RecoveryFailedError,
+    RecoveryNeededError,
+    TruncatedFileError,
+    WrongKeyError,
+)
+from .layout import (
+    DATA_ENTRIES_PER_MHT,
+    ENCRYPTED_PART_SIZE,
+    FLAG_UPDATE_PENDING,
+    KEY_SIZE,
+    MAJOR_VERSION,
+    MD_USER_DATA_SIZE,
+    NODE_SIZE,
+    OFF_FLAGS,
+    RECOVERY_RECORD_SIZE,
+    data_entry_offset,
+    data_node_count,
+    data_node_of,
+    data_node_offset,
+    data_physical,
+    mht_depth,
+    mht_entry_offset_in_parent,
+    mht_node_count,
+    mht_parent,
+    mht_physical,
+    node_count,
+    plaintext_range_of_node,
+)
+from .metadata import Header, Metadata, encode_path, parse_header
+from .storage import Storage
+
+DEFAULT_CACHE_SIZE = 48
+
+
+class _Node:
+    """A decrypted MHT or data node held in the cache."""
+
+    __slots__ = ("physical", "is_mht", "index", "plain", "dirty")
+
+    def __init__(self, physical: int, is_mht: bool, index: int, plain: bytearray, dirty: bool):
+        self.physical = physical
+        self.is_mht = is_mht
+        self.index = index
+        self.plain = plain
+        self.dirty = dirty
+
+
+class ProtectedFile:
+    """One open protected file over a :class:`~pfs.storage.Storage`.
+
+    Use :meth:`create` or :meth:`open`; the object is a context manager (closing flushes).
+    """
+
+    def __init__(self, storage: Storage, key: bytes, *, writable: bool,
+                 cache_size: int = DEFAULT_CACHE_SIZE, recovery: Storage | None = None):
+        if len(key) != KEY_SIZE:
+            raise ValueError("key must be 16 bytes")
+        if cache_size < 1:
+            raise ValueError("cache_size must be at least 1")
+        self._storage = storage
+        self._kdk = bytes(key)
+        self._writable = writable
+        self._cache_size = cache_size
+        self._recovery = recovery
+        self._cache: OrderedDict[int, _Node] = OrderedDict()
+        self._meta = Metadata()
+        self._meta_dirty = False
+        self._committed_size = 0  # plaintext size as of the last completed flush (what is on disk)
+        self._disk_node0: bytes | None = None  # raw node 0 on disk (for the recovery journal)
+        self._disk_header: Header | None = None
+        self.version = (MAJOR_VERSION, 0)
+        self._closed = False
+        self._failed: PfsError | None = None
+
+    # ----------------------------------------------------------------- construction
+
+    @property
+    def name(self) -> str:
+        """The storage's name, used in every error message."""
+        return self._storage.name
+
+    @classmethod
+    def create(cls, storage: Storage, key: bytes, bound_path: str | bytes, *,
+               cache_size: int = DEFAULT_CACHE_SIZE, recovery: Storage | None = None) -> ProtectedFile:
+        """A new, empty protected file bound to ``bound_path`` (written out on the first flush)."""
+        pf = cls(storage, key, writable=True, cache_size=cache_size, recovery=recovery)
+        pf._meta.path = encode_path(bound_path, storage.name)
+        pf._meta_dirty = True
+        return pf
+
+    @classmethod
+    def open(cls, storage: Storage, key: bytes, expected_path: str | bytes | None = None, *,
+             writable: bool = False, cache_size: int = DEFAULT_CACHE_SIZE,
+             recovery: Storage | None = None) -> ProtectedFile:
+        """Open an existing protected file, running the format's checks in order.
+
+        ``expected_path``: the path the file must be bound to (``None`` skips the check).
+        ``recovery``: the recovery journal; when given, an interrupted flush is rolled back.
+        """
+        pf = cls(storage, key, writable=writable, cache_size=cache_size, recovery=recovery)
+        pf._load(expected_path)
+        return pf
+
+    def _load(self, expected_path: str | bytes | None) -> None:
+        name = self.name
+        disk_size = self._storage.size()
+        if disk_size == 0 or disk_size % NODE_SIZE:
+            raise self._not_encrypted(f"size {disk_size} is not a positive multiple of {NODE_SIZE}")
+        node0 = self._storage.read_at(0, NODE_SIZE)
+        header = parse_header(node0, name)
+        if header.flags & FLAG_UPDATE_PENDING:
+            if self._recovery is None:
+                raise RecoveryNeededError(
+                    f"{name}: an earlier write was interrupted; open it with recovery enabled "
+                    "to roll back to the last complete version", path=name)
+            self._replay_recovery()
+            disk_size = self._storage.size()
+            node0 = self._storage.read_at(0, NODE_SIZE)
+            header = parse_header(node0, name)
+            if header.flags & FLAG_UPDATE_PENDING:
+                raise RecoveryFailedError(
+                    f"{name}: recovery journal did not restore a consistent version", path=name)
+        try:
+            plain = open_sealed(derive_metadata_key(self._kdk, header.nonce), header.ciphertext, header.mac)
+        except InvalidTag:
+            raise WrongKeyError(f"{name}: wrong key or corrupted metadata", path=name) from None
+        meta = Metadata.from_plaintext(plain)
+        if expected_path is not None:
+            want = encode_path(expected_path, name)
+            if meta.path != want:
+                found = meta.path.decode(errors="replace")
+                expected = want.decode(errors="replace")
+                raise PathMismatchError(
+                    f"{name}: path mismatch: the file is bound to '{found}' but was opened as "
+                    f"'{expected}'", path=name, expected=expected, found=found)
+        needed = node_count(meta.size)
+        if disk_size < needed * NODE_SIZE:
+            raise TruncatedFileError(
+                f"{name}: on-disk size {disk_size} is too small for the recorded plaintext size "
+                f"{meta.size} ({needed} nodes needed, {disk_size // NODE_SIZE} present)", path=name)
+        self._meta = meta
+        self._committed_size = meta.size
+        self._disk_node0 = node0
+        self._disk_header = header
+        self.version = (header.major, header.minor)
+        if header.major != MAJOR_VERSION and self._writable:
+            self._meta_dirty = True  # migrate v1 to v2 on the next flush
+        if meta.size > MD_USER_DATA_SIZE:
+            self._get_mht(0)
+
+    def _not_encrypted(self, why: str) -> PfsError:
+        return NotEncryptedError(f"{self.name}: not an encrypted file (invalid header: {why})", path=self.name)
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def size(self) -> int:
+        """Plaintext size in bytes."""
+        return self._meta.size
+
+    @property
+    def bound_path(self) -> str:
+        """The path the file is bound to."""
+        return self._meta.path.decode(errors="replace")
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def tree_depth(self) -> int | None:
+        """Depth of the deepest MHT node (0 = root only), or None when there is no MHT."""
+        n = mht_node_count(self._meta.size)
+        return None if n == 0 else mht_depth(n - 1)
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset`` (fewer at end of file)."""
+        self._check_open()
+        if offset < 0 or size < 0:
+            raise ValueError("offset and size must be non-negative")
+        end = min(offset + size, self._meta.size)
+        if offset >= end:
+            return b""
+        out = bytearray(end - offset)
+        self.readinto(offset, memoryview(out))
+        return bytes(out)
+
+    def readinto(self, offset: int, buf: memoryview | bytearray) -> int:
+        """Read into ``buf`` from ``offset``; return the number of bytes read."""
+        self._check_open()
+        view = memoryview(buf).cast("B")
+        end = min(offset + len(view), self._meta.size)
+        pos = offset
+        while pos < end:
+            if pos < MD_USER_DATA_SIZE:
+                stop = min(end, MD_USER_DATA_SIZE)
+                view[pos - offset:stop - offset] = self._meta.data[pos:stop]
+            else:
+                d = data_node_of(pos)
+                start = data_node_offset(d)
+                stop = min(end, start + NODE_SIZE)
+                node = self._get_data(d)
+                view[pos - offset:stop - offset] = node.plain[pos - start:stop - start]
+                self._shrink_cache()
+            pos = stop
+        return max(0, end - offset)
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
+        """Write ``data`` at ``offset`` (zero-filling any gap past the end); return its length."""
+        self._check_writable()
+        if offset < 0:
+            raise ValueError("offset must be non-negative")
+        view = memoryview(data).cast("B")
+        if not view:
+            return 0
+        if offset > self._meta.size:
+            self._grow(offset)
+        end = offset + len(view)
+        pos = offset
+        while pos < end:
+            if pos < MD_USER_DATA_SIZE:
+                stop = min(end, MD_USER_DATA_SIZE)
+                self._meta.data[pos:stop] = view[pos - offset:stop - offset]
+                self._meta_dirty = True
+            else:
+                d = data_node_of(pos)
+                start = data_node_offset(d)
+                stop = min(end, start + NODE_SIZE)
+                node = self._get_data(d)
+                node.plain[pos - start:stop - start] = view[pos - offset:stop - offset]
+                self._mark_dirty(node)
+            pos = stop
+            if pos > self._meta.size:
+                self._meta.size = pos
+                self._meta_dirty = True
+            self._shrink_cache()
+        return len(view)
+
+    def truncate(self, size: int) -> None:
+        """Set the plaintext size: growing writes zeros; shrinking flushes and cuts the host file."""
+        self._check_writable()
+        if size < 0:
+            raise ValueError("size must be non-negative")
+        if size > self._meta.size:
+            self._grow(size)
+            return
+        if size == self._meta.size:
+            return
+        self._meta.size = size
+        self._meta_dirty = True
+        if size < MD_USER_DATA_SIZE:
+            self._meta.data[size:] = bytes(MD_USER_DATA_SIZE - size)
+        keep_data = data_node_count(size)
+        keep_mht = mht_node_count(size)
+        for phys in [p for p, n in self._cache.items()
+                     if n.index >= (keep_mht if n.is_mht else keep_data)]:
+            del self._cache[phys]
+        if keep_mht == 0:
+            self._meta.root_key = bytes(KEY_SIZE)
+            self._meta.root_mac = bytes(KEY_SIZE)
+        self._flush_changes(sync=False)
+        self._committed_size = size
+        self._storage.truncate(node_count(size) * NODE_SIZE)
+
+    def rename(self, new_path: str | bytes) -> None:
+        """Bind the file to ``new_path`` (rewrites and flushes the metadata node)."""
+        self._check_writable()
+        self._meta.path = encode_path(new_path, self.name)
+        self._meta_dirty = True
+        self.flush()
+
+    def flush(self) -> None:
+        """Write every change to storage and fsync it."""
+        self._check_open()
+        if self._writable:
+            self._flush_changes(sync=True)
+
+    def close(self) -> None:
+        """Flush (when writable) and close the storage. Safe to call twice."""
+        if self._closed:
+            return
+        try:
+            if self._writable and self._failed is None:
+                self._flush_changes(sync=True)
+        finally:
+            self._closed = True
+            self._cache.clear()
+            self._storage.close()
+            if self._recovery is not None:
+                self._recovery.close()
+
+    def __enter__(self) -> ProtectedFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("rw" if self._writable else "ro")
+        return f"<ProtectedFile {self.name!r} size={self._meta.size} {state}>"
+
+    # ----------------------------------------------------------------- nodes
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FileClosedError(f"{self.name}: file is closed", path=self.name)
+        if self._failed is not None:
+            raise FileClosedError(
+                f"{self.name}: unusable after an earlier write failed ({self._failed})", path=self.name)
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if not self._writable:
+            raise ReadOnlyError(f"{self.name}: file is open read-only", path=self.name)
+
+    def _corrupted(self, physical: int, why: str) -> CorruptedNodeError:
+        lo, hi = plaintext_range_of_node(physical)
+        return CorruptedNodeError(
+            f"{self.name}: corrupted node {physical} (plaintext bytes {lo}-{hi - 1}): {why}",
+            path=self.name, node=physical, plaintext_range=(lo, hi))
+
+    def _decrypt_node(self, physical: int, key: bytes, mac: bytes) -> bytearray:
+        ciphertext = self._storage.read_at(physical * NODE_SIZE, NODE_SIZE)
+        if len(ciphertext) != NODE_SIZE:
+            raise self._corrupted(physical, "missing from the file")
+        try:
+            return bytearray(open_sealed(key, ciphertext, mac))
+        except InvalidTag:
+            raise self._corrupted(physical, "authentication failed") from None
+
+    def _insert(self, node: _Node) -> _Node:
+        self._cache[node.physical] = node
+        return node
+
+    def _get_mht(self, m: int) -> _Node:
+        physical = mht_physical(m)
+        node = self._cache.get(physical)
+        if node is not None:
+            self._cache.move_to_end(physical)
+            return node
+        if m >= mht_node_count(self._committed_size):
+            return self._insert(_Node(physical, True, m, bytearray(NODE_SIZE), False))
+        if m == 0:
+            key, mac = self._meta.root_key, self._meta.root_mac
+        else:
+            parent = self._get_mht(mht_parent(m)).plain
+            off = mht_entry_offset_in_parent(m)
+            key, mac = bytes(parent[off:off + KEY_SIZE]), bytes(parent[off + KEY_SIZE:off + 32])
+        return self._insert(_Node(physical, True, m, self._decrypt_node(physical, key, mac), False))
+
+    def _get_data(self, d: int) -> _Node:
+        physical = data_physical(d)
+        node = self._cache.get(physical)
+        if node is not None:
+            self._cache.move_to_end(physical)
+            return node
+        if d >= data_node_count(self._committed_size):
+            return self._insert(_Node(physical, False, d, bytearray(NODE_SIZE), False))
+        parent = self._get_mht(d // DATA_ENTRIES_PER_MHT).plain
+        off = data_entry_offset(d)
+        key, mac = bytes(parent[off:off + KEY_SIZE]), bytes(parent[off + KEY_SIZE:off + 32])
+        return self._insert(_Node(physical, False, d, self._decrypt_node(physical, key, mac), False))
+
+    def _mark_dirty(self, node: _Node) -> None:
+        """Mark ``node`` and its MHT ancestors dirty (a dirty node's ancestors are always dirty)."""
+        self._meta_dirty = True
+        if node.dirty:
+            return
+        node.dirty = True
+        m = node.index if node.is_mht else None
+        if not node.is_mht:
+            parent = self._get_mht(node.index // DATA_ENTRIES_PER_MHT)
+            if parent.dirty:
+                return
+            parent.dirty = True
+            m = parent.index
+        while m:
+            parent = self._get_mht(mht_parent(m))
+            if parent.dirty:
+                return
+            parent.dirty = True
+            m = parent.index
+
+    def _shrink_cache(self) -> None:
+        """Evict least-recently-used clean nodes; flush first when only dirty ones are left."""
+        cache = self._cache
+        while len(cache) > self._cache_size:
+            victim = next((p for p, n in cache.items() if not n.dirty), None)
+            if victim is None:
+                self._flush_changes(sync=False)
+                continue
+            del cache[victim]
+
+    def _grow(self, new_size: int) -> None:
+        """Extend the plaintext with zeros up to ``new_size``, materializing every new node."""
+        old = self._meta.size
+        if old < MD_USER_DATA_SIZE:
+            stop = min(new_size, MD_USER_DATA_SIZE)
+            if any(self._meta.data[old:stop]):
+                self._meta.data[old:stop] = bytes(stop - old)
+        elif (old - MD_USER_DATA_SIZE) % NODE_SIZE:
+            # bytes past the old end inside the last node may be stale: zero them
+            d = data_node_of(old)
+            node = self._get_data(d)
+            inner = old - data_node_offset(d)
+            if any(node.plain[inner:]):
+                node.plain[inner:] = bytes(NODE_SIZE - inner)
+                self._mark_dirty(node)
+        first_new = data_node_count(old)
+        for d in range(first_new, data_node_count(new_size)):
+            node = self._get_data(d)
+            self._mark_dirty(node)
+            self._shrink_cache()
+        self._meta.size = new_size
+        self._meta_dirty = True
+
+    # ----------------------------------------------------------------- flush
+
+    def _flush_changes(self, *, sync: bool) -> None:
+        if not self._meta_dirty:
+            return
+        if self._failed is not None:
+            raise self._failed
+        meta = self._meta
+        dirty = [n for n in self._cache.values() if n.dirty]
+        # children before parents: data nodes first, then MHT nodes by decreasing index
+        dirty.sort(key=lambda n: (n.is_mht, -n.index))
+        writes: list[tuple[int, bytes]] = []
+        root_dirty = False
+        for node in dirty:
+            key = new_key()
+            ciphertext, mac = seal(key, node.plain)
+            if not node.is_mht:
+                parent = self._cache[mht_physical(node.index // DATA_ENTRIES_PER_MHT)].plain
+                off = data_entry_offset(node.index)
+                parent[off:off + 32] = key + mac
+            elif node.index == 0:
+                meta.root_key, meta.root_mac = key, mac
+                root_dirty = True
+            else:
+                parent = self._cache[mht_physical(mht_parent(node.index))].plain
+                off = mht_entry_offset_in_parent(node.index)
+                parent[off:off + 32] = key + mac
+            writes.append((node.physical, ciphertext))
+        nonce = new_nonce()
+        ciphertext, mac = seal(derive_metadata_key(self._kdk, nonce), meta.to_plaintext())
+        header = Header(MAJOR_VERSION, 0, nonce, mac, 0, ciphertext)
+        assert len(ciphertext) == ENCRYPTED_PART_SIZE
+        node0 = header.to_node()
+        journal = (self._recovery is not None and root_dirty and meta.size > MD_USER_DATA_SIZE
+                   and self._disk_node0 is not None)
+        try:
+            if journal:
+                self._write_journal(writes)
+            for physical, ciphertext in writes:
+                self._storage.write_at(physical * NODE_SIZE, ciphertext)
+            self._storage.write_at(0, node0)
+            if sync or journal:
+                self._storage.fsync()
+        except OSError as exc:
+            self._failed = PfsError(f"{self.name}: write failed: {exc.strerror or exc}", path=self.name,
+                                    errno=exc.errno or None)
+            raise self._failed from exc
+        for node in dirty:
+            node.dirty = False
+        self._meta_dirty = False
+        self._committed_size = meta.size
+        self._disk_node0 = node0
+        self._disk_header = header
+
+    def _write_journal(self, writes: list[tuple[int, bytes]]) -> None:
+        """Gramine's write order: old images to the journal, then node 0 flagged "update pending"."""
+        recovery = self._recovery
+        assert recovery is not None and self._disk_node0 is not None and self._disk_header is not None
+        on_disk = node_count(self._committed_size)
+        recovery.truncate(0)
+        offset = 0
+        records = [p for p, _ in writes if p != 1 and p < on_disk]
+        if 1 < on_disk and any(p == 1 for p, _ in writes):
+            records.append(1)
+        for physical in records:
+            old = self._storage.read_at(physical * NODE_SIZE, NODE_SIZE)
+            recovery.write_at(offset, struct.pack("<Q", physical) + old)
+            offset += RECOVERY_RECORD_SIZE
+        recovery.write_at(offset, struct.pack("<Q", 0) + self._disk_node0)
+        recovery.fsync()
+        flagged = bytearray(self._disk_header.to_node())
+        flagged[OFF_FLAGS] = FLAG_UPDATE_PENDING
+        self._storage.write_at(0, flagged)
+        self._storage.fsync()
+
+    def _replay_recovery(self) -> None:
+        """Write the journal's old node images back, undoing an interrupted flush."""
+        recovery = self._recovery
+        assert recovery is not None
+        name = self.name
+        size = recovery.size()
+        if size == 0 or size % RECOVERY_RECORD_SIZE:
+            raise RecoveryFailedError(
+                f"{name}: recovery journal is missing or damaged ({size} bytes, expected a non-zero "
+                f"multiple of {RECOVERY_RECORD_SIZE}); the file can't be rolled back", path=name)
+        for offset in range(0, size, RECOVERY_RECORD_SIZE):
+            record = recovery.read_at(offset, RECOVERY_RECORD_SIZE)
+            (physical,) = struct.unpack_from("<Q", record)
+            self._storage.write_at(physical * NODE_SIZE, record[8:])
+        self._storage.fsync()
+
+
+__all__ = ["ProtectedFile", "DEFAULT_CACHE_SIZE"]

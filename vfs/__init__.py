@@ -1,0 +1,1 @@
+"""Virtual file system: mount table, path walk, file systems, FUSE bridge (issue 3/4)."""
