@@ -1,0 +1,116 @@
+"""Test helpers: example counts, the vectors location, and an independent reader of the format.
+
+The reader below decodes a protected file with nothing from ``pfs`` but the metadata-key KDF:
+it follows docs/pf-format.md directly (offsets and formulas written out here), using
+``cryptography``'s AESGCM. Tests check it against Gramine's own vectors, then use it to check
+the files that ``pfs`` writes.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from pfs.crypto import derive_metadata_key
+
+SLOW = os.environ.get("PFSKIT_SLOW", "") not in ("", "0")
+
+DEFAULT_VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "gramine-1.9"
+
+
+def vectors_path() -> Path:
+    return Path(os.environ.get("PFSKIT_VECTORS", DEFAULT_VECTORS))
+
+
+def examples(ci: int, slow: int | None = None) -> int:
+    """A hypothesis example count: ``ci`` normally, more with PFSKIT_SLOW=1."""
+    return (slow if slow is not None else ci * 10) if SLOW else ci
+
+
+# ---------------------------------------------------------------- independent reader
+
+N = 4096
+ZERO_IV = bytes(12)
+
+
+def spec_counts(size: int) -> tuple[int, int, int]:
+    """(data nodes, MHT nodes, total nodes) for a plaintext size, per the spec's formulas."""
+    if size <= 3072:
+        return 0, 0, 1
+    ndata = -(-(size - 3072) // 4096)
+    nmht = (ndata - 1) // 96 + 1
+    return ndata, nmht, 1 + nmht + ndata
+
+
+def gcm_open(key: bytes, ciphertext: bytes, tag: bytes) -> bytes:
+    return AESGCM(key).decrypt(ZERO_IV, ciphertext + tag, None)
+
+
+@dataclass
+class Decoded:
+    file_id: bytes
+    major: int
+    minor: int
+    nonce: bytes
+    meta_tag: bytes
+    flags: int
+    path: bytes
+    path_field: bytes
+    size: int
+    root_key: bytes
+    root_tag: bytes
+    plaintext: bytes
+    # physical node -> (key, tag) as stored in its parent (root MHT: in the metadata)
+    node_keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    mht_plain: dict[int, bytes] = field(default_factory=dict)  # MHT index -> plaintext
+
+
+def decode(raw: bytes, kdk: bytes) -> Decoded:
+    """Decode and fully verify a protected file (v2 or v1) held in ``raw``."""
+    assert len(raw) % N == 0 and raw, "size must be a positive multiple of 4096"
+    file_id = raw[0:8]
+    major, minor = raw[8], raw[9]
+    nonce = raw[10:42]
+    tag = raw[42:58]
+    if major == 2:
+        flags, enc = raw[58], raw[59:59 + 3884]
+    elif major == 1:
+        flags, enc = 0, raw[58:58 + 3884]
+    else:
+        raise AssertionError(f"unexpected major version {major}")
+    meta = gcm_open(derive_metadata_key(kdk, nonce), enc, tag)
+    path_field = meta[0:772]
+    (size,) = struct.unpack("<Q", meta[772:780])
+    root_key, root_tag = meta[780:796], meta[796:812]
+    data0 = meta[812:812 + 3072]
+    ndata, nmht, _ = spec_counts(size)
+    out = Decoded(file_id, major, minor, nonce, tag, flags, path_field.split(b"\0")[0], path_field,
+                  size, root_key, root_tag, b"")
+    for m in range(nmht):  # breadth-first: a parent always comes before its children
+        phys = 1 + 97 * m
+        if m == 0:
+            key, ntag = root_key, root_tag
+        else:
+            parent = out.mht_plain[(m - 1) // 32]
+            off = 3072 + 32 * ((m - 1) % 32)
+            key, ntag = parent[off:off + 16], parent[off + 16:off + 32]
+        out.node_keys[phys] = (key, ntag)
+        out.mht_plain[m] = gcm_open(key, raw[phys * N:(phys + 1) * N], ntag)
+    chunks = [data0]
+    for d in range(ndata):
+        m = d // 96
+        phys = d + 2 + m
+        off = 32 * (d % 96)
+        key, ntag = out.mht_plain[m][off:off + 16], out.mht_plain[m][off + 16:off + 32]
+        out.node_keys[phys] = (key, ntag)
+        chunks.append(gcm_open(key, raw[phys * N:(phys + 1) * N], ntag))
+    out.plaintext = b"".join(chunks)[:size]
+    return out
+
+
+def nodes_of(raw: bytes) -> list[bytes]:
+    return [raw[i:i + N] for i in range(0, len(raw), N)]
