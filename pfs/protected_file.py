@@ -57,7 +57,7 @@ DEFAULT_CACHE_SIZE = 48
 class _Node:
     """A decrypted MHT or data node held in the cache."""
 
-    __slots__ = ("physical", "is_mht", "index", "plain", "dirty")
+    __slots__ = ("dirty", "index", "is_mht", "physical", "plain")
 
     def __init__(self, physical: int, is_mht: bool, index: int, plain: bytearray, dirty: bool):
         self.physical = physical
@@ -179,6 +179,11 @@ class ProtectedFile:
     def size(self) -> int:
         """Plaintext size in bytes."""
         return self._meta.size
+
+    @property
+    def metadata(self) -> Metadata:
+        """The decrypted metadata as of now (bound path, size, root MHT key/tag, first 3072 bytes)."""
+        return self._meta
 
     @property
     def bound_path(self) -> str:
@@ -502,7 +507,7 @@ class ProtectedFile:
         recovery.truncate(0)
         offset = 0
         records = [p for p, _ in writes if p != 1 and p < on_disk]
-        if 1 < on_disk and any(p == 1 for p, _ in writes):
+        if on_disk > 1 and any(p == 1 for p, _ in writes):
             records.append(1)
         for physical in records:
             old = self._storage.read_at(physical * NODE_SIZE, NODE_SIZE)

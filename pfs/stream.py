@@ -1,0 +1,422 @@
+"""Streaming fast paths: encrypt or decrypt a whole file at once.
+
+The random-access :class:`~pfs.protected_file.ProtectedFile` works node by node through a
+cache; these functions instead process one *group* at a time (an MHT node and its 96 data
+nodes, contiguous on disk), with every node key drawn in one batch and AES-GCM running
+``encrypt_into``/``decrypt_into`` on reused buffers. The bytes on disk follow the same layout
+as the random-access path.
+
+MHT nodes are visited depth-first (pre-order to decrypt, post-order to encrypt), so only the
+path from the root to the current node is held in memory, whatever the file size.
+
+With ``jobs > 1`` the data groups are handed, in batches, to forked worker processes that
+read and write the files themselves with ``pread``/``pwrite``; only group numbers and the
+32-byte key/tag entries (through a shared memory map) cross between processes. MHT and
+metadata nodes stay in the parent.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from pal import HostFile, random_bytes
+
+from .crypto import derive_metadata_key, new_nonce, seal
+from .errors import CorruptedNodeError, TruncatedFileError
+from .layout import (
+    CHILD_ENTRIES_OFFSET,
+    CHILD_MHT_ENTRIES,
+    DATA_ENTRIES_PER_MHT,
+    ENTRY_SIZE,
+    IV,
+    KEY_SIZE,
+    MAC_SIZE,
+    MAJOR_VERSION,
+    MD_USER_DATA_SIZE,
+    NODE_SIZE,
+    data_node_offset,
+    mht_node_count,
+    mht_physical,
+    node_count,
+    plaintext_range_of_node,
+)
+from .metadata import Header, Metadata, encode_path
+from .protected_file import ProtectedFile
+
+Progress = Callable[[int], None] | None
+
+GROUP_DATA_BYTES = DATA_ENTRIES_PER_MHT * NODE_SIZE
+ENTRIES_BYTES = DATA_ENTRIES_PER_MHT * ENTRY_SIZE  # the data-entry half of an MHT node
+BATCH_GROUPS = 64  # groups per parallel batch (~25 MB of plaintext)
+MIN_PARALLEL_GROUPS = 8  # below this, forking workers costs more than it saves
+
+
+def _dfs_preorder(nmht: int) -> Iterator[int]:
+    """MHT node indices in depth-first pre-order (parents before children)."""
+    stack = [0]
+    while stack:
+        m = stack.pop()
+        yield m
+        first = m * CHILD_MHT_ENTRIES + 1
+        last = min(first + CHILD_MHT_ENTRIES, nmht)
+        stack.extend(range(last - 1, first - 1, -1))
+
+
+def _group_span(m: int, size: int) -> tuple[int, int, int]:
+    """(plaintext offset, plaintext length, number of data nodes) of MHT node ``m``'s group."""
+    start = data_node_offset(m * DATA_ENTRIES_PER_MHT)
+    length = min(GROUP_DATA_BYTES, size - start)
+    return start, length, (length + NODE_SIZE - 1) // NODE_SIZE
+
+
+class _Writer:
+    """Writes output buffers, either at once or from a background thread (``pwrite`` drops the
+    GIL, so the copy into the page cache overlaps with the next group's AES-GCM)."""
+
+    def __init__(self, dst: HostFile | None, *, background: bool, depth: int = 3):
+        self.dst = dst
+        self.background = background and dst is not None
+        self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(depth if self.background else 1):
+            self.free.put(memoryview(bytearray(GROUP_DATA_BYTES + MAC_SIZE)))
+        self.error: BaseException | None = None
+        if self.background:
+            self.jobs: queue.SimpleQueue[tuple[int, memoryview, int] | None] = queue.SimpleQueue()
+            self.thread = threading.Thread(target=self._run, name="pfs-writer", daemon=True)
+            self.thread.start()
+
+    def buffer(self) -> memoryview:
+        """A free output buffer (waits for the writer when all are in flight)."""
+        if self.error is not None:
+            raise self.error
+        return self.free.get()
+
+    def submit(self, offset: int, buf: memoryview, length: int) -> None:
+        """Write ``buf[:length]`` at ``offset`` (the buffer returns to the pool afterwards)."""
+        if self.dst is None:
+            self.free.put(buf)
+        elif self.background:
+            self.jobs.put((offset, buf, length))
+        else:
+            self.dst.write_at(offset, buf[:length])
+            self.free.put(buf)
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            offset, buf, length = job
+            try:
+                if self.error is None:
+                    self.dst.write_at(offset, buf[:length])
+            except BaseException as exc:  # re-raised in the producer
+                self.error = exc
+            self.free.put(buf)
+
+    def close(self) -> None:
+        """Wait for every write; re-raise the first write error."""
+        if self.background:
+            self.jobs.put(None)
+            self.thread.join()
+            self.background = False
+        if self.error is not None:
+            raise self.error
+
+
+class _GroupCipher:
+    """Reused buffers for sealing or opening the data nodes of one group."""
+
+    def __init__(self, writer: _Writer) -> None:
+        self.inbuf = bytearray(GROUP_DATA_BYTES + MAC_SIZE)
+        self.inview = memoryview(self.inbuf)
+        self.writer = writer
+
+    def encrypt_group(self, src: HostFile, m: int, size: int, entries: memoryview) -> int:
+        """Encrypt group ``m``'s data nodes from ``src`` to the writer; fill its 96 entries."""
+        start, length, count = _group_span(m, size)
+        inview, outview = self.inview, self.writer.buffer()
+        got = src.readinto_at(start, inview[:length])
+        if got != length:
+            raise OSError(5, f"{src.name}: file shrank while being encrypted")
+        inview[length:count * NODE_SIZE] = bytes(count * NODE_SIZE - length)
+        keys = random_bytes(KEY_SIZE * count)
+        for i in range(count):
+            lo = i * NODE_SIZE
+            hi = lo + NODE_SIZE
+            key = keys[i * KEY_SIZE:(i + 1) * KEY_SIZE]
+            AESGCM(key).encrypt_into(IV, inview[lo:hi], None, outview[lo:hi + MAC_SIZE])
+            e = i * ENTRY_SIZE
+            entries[e:e + KEY_SIZE] = key
+            entries[e + KEY_SIZE:e + ENTRY_SIZE] = outview[hi:hi + MAC_SIZE]
+        entries[count * ENTRY_SIZE:] = bytes(ENTRIES_BYTES - count * ENTRY_SIZE)
+        self.writer.submit((mht_physical(m) + 1) * NODE_SIZE, outview, count * NODE_SIZE)
+        return length
+
+    def decrypt_group(self, src: HostFile, m: int, size: int, entries: memoryview) -> int:
+        """Authenticate group ``m``'s data nodes (and write their plaintext to ``dst``).
+
+        Returns the plaintext length, or ``-(physical node + 1)`` of the first bad node.
+        """
+        start, length, count = _group_span(m, size)
+        inview, outview = self.inview, self.writer.buffer()
+        first_physical = mht_physical(m) + 1
+        got = src.readinto_at(first_physical * NODE_SIZE, inview[:count * NODE_SIZE])
+        if got != count * NODE_SIZE:
+            self.writer.free.put(outview)
+            return -(first_physical + got // NODE_SIZE + 1)
+        for i in range(count):
+            lo = i * NODE_SIZE
+            hi = lo + NODE_SIZE
+            e = i * ENTRY_SIZE
+            saved = bytes(inview[hi:hi + MAC_SIZE])
+            inview[hi:hi + MAC_SIZE] = entries[e + KEY_SIZE:e + ENTRY_SIZE]
+            try:
+                AESGCM(entries[e:e + KEY_SIZE]).decrypt_into(
+                    IV, inview[lo:hi + MAC_SIZE], None, outview[lo:hi])
+            except InvalidTag:
+                self.writer.free.put(outview)
+                return -(first_physical + i + 1)
+            inview[hi:hi + MAC_SIZE] = saved
+        self.writer.submit(start, outview, length)
+        return length
+
+
+# ---------------------------------------------------------------------- worker processes
+
+_worker_state: dict = {}
+
+
+def _worker_encrypt(task: tuple[int, int]) -> int:
+    m, slot = task
+    st = _worker_state
+    entries = memoryview(st["shm"])[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
+    return st["cipher"].encrypt_group(st["src"], m, st["size"], entries)
+
+
+def _worker_decrypt(task: tuple[int, int]) -> int:
+    m, slot = task
+    st = _worker_state
+    entries = memoryview(st["shm"])[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
+    return st["cipher"].decrypt_group(st["src"], m, st["size"], entries)
+
+
+class _Workers:
+    """A pool of forked processes that share ``src``/``dst`` descriptors and an entries map."""
+
+    def __init__(self, jobs: int, src: HostFile, dst: HostFile | None, size: int):
+        self.shm = mmap.mmap(-1, BATCH_GROUPS * ENTRIES_BYTES)
+        _worker_state.update(src=src, size=size, shm=self.shm,
+                             cipher=_GroupCipher(_Writer(dst, background=False)))
+        try:
+            self.pool = multiprocessing.get_context("fork").Pool(jobs)
+        finally:
+            _worker_state.clear()
+        self.jobs = jobs
+
+    def run(self, func: Callable[[tuple[int, int]], int], groups: list[int]) -> list[int]:
+        tasks = [(m, slot) for slot, m in enumerate(groups)]
+        chunk = max(1, len(tasks) // (self.jobs * 4))
+        return self.pool.map(func, tasks, chunksize=chunk)
+
+    def entries(self, slot: int) -> memoryview:
+        return memoryview(self.shm)[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+        self.shm.close()
+
+
+def _batches(items: Iterator[int], n: int) -> Iterator[list[int]]:
+    batch: list[int] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------------- encrypt
+
+class _MhtBuilder:
+    """Post-order completion of MHT nodes along the current root-to-node path."""
+
+    def __init__(self, dst: HostFile):
+        self.dst = dst
+        self.stack: list[tuple[int, bytearray]] = []
+        self.root: tuple[bytes, bytes] = (bytes(KEY_SIZE), bytes(MAC_SIZE))
+
+    def push(self, m: int, entries: memoryview | bytes) -> None:
+        """Start MHT node ``m`` (after finishing every node that is not one of its ancestors)."""
+        parent = (m - 1) // CHILD_MHT_ENTRIES if m else -1
+        while self.stack and self.stack[-1][0] != parent:
+            self._finish()
+        plain = bytearray(NODE_SIZE)
+        plain[:ENTRIES_BYTES] = entries
+        self.stack.append((m, plain))
+
+    def finish_all(self) -> None:
+        while self.stack:
+            self._finish()
+
+    def _finish(self) -> None:
+        m, plain = self.stack.pop()
+        key = random_bytes(KEY_SIZE)
+        ciphertext, mac = seal(key, plain)
+        self.dst.write_at(mht_physical(m) * NODE_SIZE, ciphertext)
+        if m == 0:
+            self.root = (key, mac)
+        else:
+            parent_plain = self.stack[-1][1]
+            off = CHILD_ENTRIES_OFFSET + ((m - 1) % CHILD_MHT_ENTRIES) * ENTRY_SIZE
+            parent_plain[off:off + KEY_SIZE] = key
+            parent_plain[off + KEY_SIZE:off + ENTRY_SIZE] = mac
+
+
+def encrypt_stream(src: HostFile, dst: HostFile, key: bytes, bound_path: str, *, jobs: int = 1,
+                   progress: Progress = None) -> int:
+    """Encrypt all of ``src`` (plaintext) into ``dst`` (writable, empty); return the plaintext size.
+
+    ``bound_path`` is embedded in the metadata node. ``jobs > 1`` uses that many worker
+    processes for the data nodes of large files.
+    """
+    if len(key) != KEY_SIZE:
+        raise ValueError("key must be 16 bytes")
+    meta = Metadata(path=encode_path(bound_path, dst.name))
+    size = src.size()
+    meta.size = size
+    head = src.read_at(0, min(size, MD_USER_DATA_SIZE))
+    meta.data[:len(head)] = head
+    if progress:
+        progress(len(head))
+    nmht = mht_node_count(size)
+    dst.truncate(node_count(size) * NODE_SIZE)
+    if nmht:
+        builder = _MhtBuilder(dst)
+        workers = _Workers(jobs, src, dst, size) if jobs > 1 and nmht >= MIN_PARALLEL_GROUPS else None
+        try:
+            if workers is None:
+                writer = _Writer(dst, background=True)
+                cipher = _GroupCipher(writer)
+                entries = memoryview(bytearray(ENTRIES_BYTES))
+                try:
+                    for m in _dfs_preorder(nmht):
+                        done = cipher.encrypt_group(src, m, size, entries)
+                        builder.push(m, entries)
+                        if progress:
+                            progress(done)
+                finally:
+                    writer.close()
+            else:
+                for groups in _batches(_dfs_preorder(nmht), BATCH_GROUPS):
+                    done = workers.run(_worker_encrypt, groups)
+                    for slot, m in enumerate(groups):
+                        builder.push(m, workers.entries(slot))
+                    if progress:
+                        progress(sum(done))
+        finally:
+            if workers is not None:
+                workers.close()
+        builder.finish_all()
+        meta.root_key, meta.root_mac = builder.root
+    nonce = new_nonce()
+    ciphertext, mac = seal(derive_metadata_key(key, nonce), meta.to_plaintext())
+    dst.write_at(0, Header(MAJOR_VERSION, 0, nonce, mac, 0, ciphertext).to_node())
+    return size
+
+
+# ---------------------------------------------------------------------- decrypt
+
+def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_path: str | None, *,
+                   jobs: int = 1, progress: Progress = None) -> int:
+    """Decrypt and authenticate all of ``src`` into ``dst`` (or only verify when ``dst`` is None).
+
+    Runs the same checks as :meth:`ProtectedFile.open`, then every node. Returns the plaintext
+    size. Raises the typed errors of :mod:`pfs.errors`; on error ``dst`` holds partial output
+    that the caller must discard.
+    """
+    pf = ProtectedFile.open(src, key, expected_path)
+    meta = pf.metadata
+    size = meta.size
+    name = src.name
+    if dst is not None:
+        dst.truncate(size)
+        dst.write_at(0, meta.data[:min(size, MD_USER_DATA_SIZE)])
+    if progress:
+        progress(min(size, MD_USER_DATA_SIZE))
+    nmht = mht_node_count(size)
+    if not nmht:
+        return size
+    if src.size() < node_count(size) * NODE_SIZE:  # re-checked: the file may change under us
+        raise TruncatedFileError(f"{name}: on-disk size too small for the recorded size", path=name)
+    walker = _MhtWalker(src, meta, name)
+    workers = _Workers(jobs, src, dst, size) if jobs > 1 and nmht >= MIN_PARALLEL_GROUPS else None
+    try:
+        if workers is None:
+            writer = _Writer(dst, background=True)
+            cipher = _GroupCipher(writer)
+            try:
+                for m in _dfs_preorder(nmht):
+                    done = cipher.decrypt_group(src, m, size, walker.visit(m))
+                    if done < 0:
+                        raise _corrupted(name, -done - 1)
+                    if progress:
+                        progress(done)
+            finally:
+                writer.close()
+        else:
+            for groups in _batches(_dfs_preorder(nmht), BATCH_GROUPS):
+                for slot, m in enumerate(groups):
+                    workers.entries(slot)[:] = walker.visit(m)
+                results = workers.run(_worker_decrypt, groups)
+                bad = [-r - 1 for r in results if r < 0]
+                if bad:
+                    raise _corrupted(name, min(bad))
+                if progress:
+                    progress(sum(results))
+    finally:
+        if workers is not None:
+            workers.close()
+    return size
+
+
+def _corrupted(name: str, physical: int) -> CorruptedNodeError:
+    lo, hi = plaintext_range_of_node(physical)
+    return CorruptedNodeError(
+        f"{name}: corrupted node {physical} (plaintext bytes {lo}-{hi - 1}): authentication failed",
+        path=name, node=physical, plaintext_range=(lo, hi))
+
+
+class _MhtWalker:
+    """Pre-order decryption of MHT nodes, keeping only the pending child entries."""
+
+    def __init__(self, src: HostFile, meta: Metadata, name: str):
+        self.src = src
+        self.nmht = mht_node_count(meta.size)
+        self.name = name
+        self.pending: dict[int, bytes] = {0: meta.root_key + meta.root_mac}
+
+    def visit(self, m: int) -> memoryview:
+        """Decrypt MHT node ``m``; return its data-entry half."""
+        entry = self.pending.pop(m)
+        physical = mht_physical(m)
+        ciphertext = self.src.read_at(physical * NODE_SIZE, NODE_SIZE)
+        try:
+            plain = AESGCM(entry[:KEY_SIZE]).decrypt(IV, ciphertext + entry[KEY_SIZE:], None)
+        except InvalidTag:
+            raise _corrupted(self.name, physical) from None
+        first = m * CHILD_MHT_ENTRIES + 1
+        for child in range(first, min(first + CHILD_MHT_ENTRIES, self.nmht)):
+            off = CHILD_ENTRIES_OFFSET + (child - first) * ENTRY_SIZE
+            self.pending[child] = plain[off:off + ENTRY_SIZE]
+        return memoryview(plain)[:ENTRIES_BYTES]
+
+
+__all__ = ["decrypt_stream", "encrypt_stream"]
