@@ -8,6 +8,7 @@ the file and describe what it holds, never its contents.
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import os
 import string
@@ -181,7 +182,5 @@ def generate_key_file(path: str | os.PathLike[str], *, force: bool = False) -> N
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
