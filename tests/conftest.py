@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
-
 from helpers import SLOW, vectors_path
+from hypothesis import HealthCheck, settings
 
 # Hypothesis profiles: CI is the default; PFSKIT_SLOW=1 raises example counts.
 settings.register_profile(

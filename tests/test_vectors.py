@@ -10,10 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from helpers import decode, examples, vectors_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import decode, examples, vectors_path
 from pfs import HostFile, PathMismatchError, ProtectedFile, WrongKeyError
 from pfs.layout import data_node_count, mht_node_count, node_count
 
