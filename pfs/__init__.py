@@ -18,11 +18,16 @@ from .errors import (
     UnsupportedVersionError,
     WrongKeyError,
 )
+from .fileio import PfsRawIO, open
 from .protected_file import DEFAULT_CACHE_SIZE, ProtectedFile
 from .storage import HostFile, MemoryStorage, Storage
+from .stream import decrypt_stream, encrypt_stream
 
 __all__ = [
     "CorruptedNodeError",
+    "decrypt_stream",
+    "encrypt_stream",
+    "open",
     "DEFAULT_CACHE_SIZE",
     "FileClosedError",
     "HostFile",
@@ -31,6 +36,7 @@ __all__ = [
     "NotEncryptedError",
     "PathMismatchError",
     "PathTooLongError",
+    "PfsRawIO",
     "PfsError",
     "ProtectedFile",
     "ReadOnlyError",
