@@ -1,0 +1,20 @@
+.PHONY: demo test setup lint bench clean
+
+demo: setup
+	scripts/demo.sh
+
+setup:
+	scripts/setup.sh
+
+test: setup
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -q
+
+lint:
+	.venv/bin/ruff check .
+
+bench: setup
+	.venv/bin/python bench/bench_pfs.py
+
+clean:
+	rm -rf demo-out .pytest_cache .ruff_cache .hypothesis
