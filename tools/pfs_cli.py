@@ -1,0 +1,678 @@
+"""``pfs``: make, read, inspect and check Gramine encrypted files from the command line.
+
+Compatible with Gramine's ``gramine-sgx-pf-crypt`` where they overlap (``-w/--wrap-key``,
+``-i/--input``, ``-o/--output``, ``-V/--verify``, ``-v/--verbose``; files or folder trees).
+Subcommands: gen-key, encrypt, decrypt, info, verify, tamper, rekey. ``pfs-encrypt`` is
+``pfs encrypt``.
+
+Every error is one line on stderr (``pfs: error: ...``; ``--debug`` adds the traceback); exit
+status 2 for usage errors, 1 for failures. Keys are only ever read from files, never printed.
+Outputs appear only when complete (see :class:`tools.cli_support.AtomicOutput`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from pal import HostFile
+from pfs.errors import PfsError
+from pfs.inspect import read_full_info, read_header_info
+from pfs.keys import generate_key_file, load_key
+from pfs.paths import bound_path_for, normalize_bound_path
+from pfs.protected_file import ProtectedFile
+from pfs.stream import decrypt_stream, encrypt_stream
+from pfs.tamper import make_tampered_variants
+
+from .cli_support import (
+    AtomicOutput,
+    CliError,
+    FileJob,
+    FileResult,
+    Progress,
+    UsageProblem,
+    check_output_target,
+    describe_error,
+    echo_error,
+    is_inside,
+    make_dirs,
+    prune_dirs,
+    require_existing,
+    require_file,
+    run_file_jobs,
+    walk_files,
+)
+
+REKEY_CHUNK = 1 << 20
+
+
+# ---------------------------------------------------------------------- error handling
+
+def _wants_debug(args: Sequence[str]) -> bool:
+    args = list(args)
+    if "--" in args:
+        args = args[:args.index("--")]
+    return "--debug" in args
+
+
+def _invoke(main: Callable[..., Any], args: Sequence[str] | None, prog_name: str | None,
+            extra: dict[str, Any]) -> int:
+    """Run a click ``main`` and turn every error into one line on stderr and an exit status."""
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = _wants_debug(argv)
+    try:
+        rv = main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
+    except click.exceptions.Abort:
+        echo_error("interrupted")
+        return 130
+    except KeyboardInterrupt:
+        echo_error("interrupted")
+        return 130
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc), err=True)
+        return 2
+    except click.UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        where = exc.ctx.command_path if exc.ctx is not None else (prog_name or "pfs")
+        echo_error(f"{exc.format_message()} (see '{where} --help')")
+        return 2
+    except click.ClickException as exc:
+        echo_error(exc.format_message())
+        return exc.exit_code
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        echo_error(describe_error(exc))
+        return exc.code if isinstance(exc, CliError) else 1
+    return rv if isinstance(rv, int) else 0
+
+
+class _ErrorHandlingMixin:
+    """``main`` that reports errors as one line (also under ``click.testing.CliRunner``)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        code = _invoke(super().main, args, prog_name, extra)  # type: ignore[misc]
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+class PfsGroup(_ErrorHandlingMixin, click.Group):
+    """The ``pfs`` command group."""
+
+
+class PfsCommand(_ErrorHandlingMixin, click.Command):
+    """A ``pfs`` subcommand (runnable on its own, as ``pfs-encrypt`` is)."""
+
+
+@dataclass
+class Settings:
+    """Options shared by every subcommand."""
+
+    debug: bool = False
+
+
+def _settings(ctx: click.Context, debug: bool) -> Settings:
+    settings = ctx.find_object(Settings) or ctx.ensure_object(Settings)
+    settings.debug = settings.debug or debug
+    return settings
+
+
+def _load_key(path: str, what: str = "wrap key") -> bytes:
+    """The key in file ``path``; a key-file problem is a usage error (exit status 2)."""
+    try:
+        return load_key(path, what=what)
+    except PfsError as exc:
+        raise CliError(describe_error(exc), code=2) from None
+
+
+def _positive_jobs(jobs: int) -> int:
+    if jobs < 1:
+        raise UsageProblem("--jobs must be at least 1")
+    return jobs
+
+
+def _report_failures(results: list[FileResult], settings: Settings, verb: str) -> int:
+    """Print the summary line of a multi-file run; return the exit status."""
+    failed = [r for r in results if not r.ok]
+    if failed and len(results) > 1:
+        echo_error(f"{len(failed)} of {len(results)} files failed to {verb}")
+    return 1 if failed else 0
+
+
+def _print_failure(result: FileResult, settings: Settings) -> None:
+    if settings.debug and result.trace:
+        click.echo(result.trace.rstrip(), err=True)
+    echo_error(result.message)
+
+
+debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress bar).")
+verbose_option = click.option("-v", "--verbose", is_flag=True, help="Print more details.")
+jobs_option = click.option("--jobs", "-j", type=int, default=1, show_default=True,
+                           help="Worker processes: over the files of a tree, or for one large file.")
+force_option = click.option("--force", is_flag=True, help="Replace existing output files.")
+wrap_key_option = click.option("-w", "--wrap-key", "wrap_key", required=True, metavar="FILE",
+                               help="Key file: 16 raw bytes or 32 hex characters.")
+
+
+# ---------------------------------------------------------------------- per-file operations
+# Top-level functions: they run in worker processes too.
+
+def op_encrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, force: bool,
+               jobs: int) -> int:
+    """Encrypt ``job.src`` to ``job.dst`` bound to ``job.path``; return the plaintext size."""
+    assert job.dst is not None and job.path is not None
+    require_file(job.src, "input")
+    check_output_target(job.dst, force=force)
+    try:
+        src = HostFile(job.src)
+    except OSError as exc:
+        raise CliError(f"can't read input '{job.src}': {exc.strerror}") from None
+    with src, AtomicOutput(job.dst, force=force) as out:
+        size = encrypt_stream(src, out.file, key, job.path, jobs=jobs, progress=progress)
+        out.commit()
+    return size
+
+
+def op_decrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, force: bool,
+               jobs: int) -> int:
+    """Decrypt ``job.src`` to ``job.dst`` (checking ``job.path`` if set); return the size."""
+    assert job.dst is not None
+    require_file(job.src, "input")
+    check_output_target(job.dst, force=force)
+    try:
+        src = HostFile(job.src)
+    except OSError as exc:
+        raise CliError(f"can't read input '{job.src}': {exc.strerror}") from None
+    with src, AtomicOutput(job.dst, force=force) as out:
+        size = decrypt_stream(src, out.file, key, job.path, jobs=jobs, progress=progress)
+        out.commit()
+    return size
+
+
+def op_verify(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, jobs: int) -> int:
+    """Authenticate every node of ``job.src``; return the plaintext size."""
+    require_file(job.src, "file")
+    try:
+        src = HostFile(job.src)
+    except OSError as exc:
+        raise CliError(f"can't read '{job.src}': {exc.strerror}") from None
+    with src:
+        return decrypt_stream(src, None, key, job.path, jobs=jobs, progress=progress)
+
+
+class _KeepOpen:
+    """A storage whose ``close`` only flushes: the caller closes the real file."""
+
+    def __init__(self, inner: HostFile):
+        self._inner = inner
+        self.name = inner.name
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        return self._inner.read_at(offset, size)
+
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        self._inner.write_at(offset, data)
+
+    def truncate(self, size: int) -> None:
+        self._inner.truncate(size)
+
+    def fsync(self) -> None:
+        self._inner.fsync()
+
+    def size(self) -> int:
+        return self._inner.size()
+
+    def close(self) -> None:
+        pass
+
+
+def op_rekey(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, new_key: bytes) -> str:
+    """Re-encrypt ``job.src`` in place under ``new_key``, keeping its bound path.
+
+    The plaintext only ever exists in memory: the file is read through a ProtectedFile with the
+    old key and written through a ProtectedFile with the new key into a temporary file in the
+    same folder, which is fsynced and then atomically replaces the original.
+    """
+    require_file(job.src, "file")
+    target = os.path.realpath(job.src)  # replace the file a symlink points to, not the link
+    st = os.stat(target)
+    try:
+        storage = HostFile(target)
+    except OSError as exc:
+        raise CliError(f"can't read '{job.src}': {exc.strerror}") from None
+    with ProtectedFile.open(storage, key, None) as old:
+        bound = bytes(old.metadata.path)
+        size = old.size
+        with AtomicOutput(target, force=True, mode=st.st_mode & 0o7777) as out:
+            new = ProtectedFile.create(_KeepOpen(out.file), new_key, bound)
+            try:
+                offset = 0
+                while offset < size:
+                    chunk = old.read(offset, REKEY_CHUNK)
+                    if not chunk:
+                        break
+                    new.write(offset, chunk)
+                    offset += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+                new.flush()
+            finally:
+                new.close()
+            if offset != size:
+                raise CliError(f"{job.src}: read {offset} of {size} bytes; file left unchanged")
+            if os.geteuid() == 0:
+                os.fchown(out.file.fd, st.st_uid, st.st_gid)
+            out.commit()
+    return bound.decode(errors="replace")
+
+
+# ---------------------------------------------------------------------- the command group
+
+@click.group(cls=PfsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@debug_option
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Gramine encrypted files (format v2.0, reads v1.0): make keys, encrypt, decrypt, inspect."""
+    _settings(ctx, debug)
+
+
+@cli.command("gen-key", cls=PfsCommand)
+@click.option("-w", "--wrap-key", "wrap_key", required=True, metavar="FILE", help="Key file to create.")
+@force_option
+@debug_option
+@click.pass_context
+def gen_key(ctx: click.Context, wrap_key: str, force: bool, debug: bool) -> int:
+    """Create a new random 16-byte wrap key file (mode 0600)."""
+    _settings(ctx, debug)
+    generate_key_file(wrap_key, force=force)
+    click.echo(f"wrote a new 16-byte key to {wrap_key} (mode 0600)")
+    return 0
+
+
+def _output_for_file(input_path: str, output: str) -> None:
+    """Checks for a single-file run: the output must not be a folder."""
+    if os.path.isdir(output):
+        raise CliError(f"output '{output}' is a folder but the input '{input_path}' is a file; "
+                       "give the path of the output file", code=2)
+
+
+def _output_for_tree(input_path: str, output: str) -> None:
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise CliError(f"output '{output}' is a file but the input '{input_path}' is a folder; "
+                       "give an output folder", code=2)
+
+
+def _run_tree(op: Callable[..., Any], jobs: list[FileJob], params: dict[str, Any], *, workers: int,
+              quiet: bool, label: str, created: list[str],
+              on_ok: Callable[[FileResult], None], settings: Settings, verb: str) -> int:
+    """Make the output folders, run ``op`` over ``jobs``, report; return the exit status."""
+    results: list[FileResult] = []
+    runnable: list[FileJob] = []
+    for job in jobs:
+        if job.dst is not None:
+            try:
+                make_dirs(os.path.dirname(job.dst), created)
+            except CliError as exc:
+                result = FileResult(job, False, message=str(exc))
+                _print_failure(result, settings)
+                results.append(result)
+                continue
+        runnable.append(job)
+    total = sum(j.weight for j in runnable)
+    try:
+        with Progress(total, label, enabled=not quiet) as bar:
+            for result in run_file_jobs(op, runnable, params, workers=workers, progress=bar):
+                results.append(result)
+                if result.ok:
+                    on_ok(result)
+                else:
+                    _print_failure(result, settings)
+    finally:
+        prune_dirs(created)
+    return _report_failures(results, settings, verb)
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bind_path: str | None,
+             bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, force: bool, debug: bool) -> int:
+    settings = _settings(ctx, debug)
+    _positive_jobs(jobs)
+    if bind_path is not None and bind_prefix is not None:
+        raise UsageProblem("give either --bind-path or --bind-prefix, not both")
+    for value, flag in ((bind_path, "--bind-path"), (bind_prefix, "--bind-prefix")):
+        if value is not None and not value:
+            raise UsageProblem(f"{flag} must not be empty")
+    require_existing(input_path, "input")
+    key = _load_key(wrap_key)
+    tree = os.path.isdir(input_path)
+    if tree:
+        if bind_path is not None:
+            raise UsageProblem(f"--bind-path names the path of one file, but input '{input_path}' is a "
+                               "folder; use --bind-prefix for a tree")
+        _output_for_tree(input_path, output)
+        skip = output if os.path.isdir(output) and is_inside(output, input_path) else None
+        rels = walk_files(input_path, skip=skip)
+        if not rels:
+            click.echo(f"pfs: note: no files under '{input_path}'; nothing to do", err=True)
+            return 0
+        file_jobs = []
+        for rel in rels:
+            dst = os.path.join(output, rel)
+            bound = bound_path_for(dst, bind_prefix=bind_prefix, relative_to=output)
+            file_jobs.append(FileJob(os.path.join(input_path, rel), dst, bound,
+                                     _file_size(os.path.join(input_path, rel))))
+    else:
+        _output_for_file(input_path, output)
+        bound = bound_path_for(output, bind_path=bind_path, bind_prefix=bind_prefix)
+        file_jobs = [FileJob(input_path, output, bound, _file_size(input_path))]
+
+    def on_ok(result: FileResult) -> None:
+        if not quiet:
+            extra = f" ({result.value} bytes)" if verbose else ""
+            click.echo(f"{result.job.dst} -> bound to {result.job.path}{extra}")
+
+    return _run_tree(op_encrypt, file_jobs, {"key": key, "force": force, "jobs": jobs},
+                     workers=jobs if tree else 1, quiet=quiet, label="encrypting", created=[],
+                     on_ok=on_ok, settings=settings, verb="encrypt")
+
+
+def _encrypt_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    decorators = [
+        wrap_key_option,
+        click.option("-i", "--input", "input_path", required=True, metavar="IN",
+                     help="Plaintext file, or folder tree to encrypt."),
+        click.option("-o", "--output", "output", required=True, metavar="OUT",
+                     help="Encrypted file, or folder (the output tree mirrors the input tree)."),
+        click.option("--bind-path", metavar="PATH",
+                     help="Bind the file to PATH (single file; default: the normalized output path)."),
+        click.option("--bind-prefix", metavar="PREFIX",
+                     help="Bind each file to PREFIX/<path relative to the output root> "
+                          "(PREFIX/<basename> for a single file)."),
+        jobs_option, quiet_option, verbose_option, force_option, debug_option, click.pass_context,
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+@cli.command("encrypt", cls=PfsCommand)
+@_encrypt_options
+def encrypt(ctx: click.Context, **kwargs: Any) -> int:
+    """Encrypt a file or a folder tree; print the path each file is bound to.
+
+    The bound path is what a Gramine manifest must use for the file (by default the output
+    path, normalized: './enc//a' -> 'enc/a').
+    """
+    return _encrypt(ctx, **kwargs)
+
+
+@click.command("pfs-encrypt", cls=PfsCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@_encrypt_options
+def encrypt_standalone(ctx: click.Context, **kwargs: Any) -> int:
+    """Encrypt a file or a folder tree (same as 'pfs encrypt')."""
+    return _encrypt(ctx, **kwargs)
+
+
+@cli.command("decrypt", cls=PfsCommand)
+@wrap_key_option
+@click.option("-i", "--input", "input_path", required=True, metavar="IN",
+              help="Encrypted file, or folder tree to decrypt.")
+@click.option("-o", "--output", "output", required=True, metavar="OUT", help="Plaintext file or folder.")
+@click.option("-V", "--verify", "verify_path", is_flag=True,
+              help="Check that each file is bound to its normalized input path (as Gramine does).")
+@click.option("--expect-path", metavar="PATH", help="Check that the file is bound to PATH (single file).")
+@jobs_option
+@quiet_option
+@verbose_option
+@force_option
+@debug_option
+@click.pass_context
+def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, verify_path: bool,
+            expect_path: str | None, jobs: int, quiet: bool, verbose: bool, force: bool, debug: bool) -> int:
+    """Decrypt and authenticate a file or a folder tree; a failed file leaves no output."""
+    settings = _settings(ctx, debug)
+    _positive_jobs(jobs)
+    if verify_path and expect_path is not None:
+        raise UsageProblem("give either -V or --expect-path, not both")
+    require_existing(input_path, "input")
+    key = _load_key(wrap_key)
+    tree = os.path.isdir(input_path)
+    if tree:
+        if expect_path is not None:
+            raise UsageProblem(f"--expect-path names the path of one file, but input '{input_path}' is a "
+                               "folder; use -V to check each file against its own path")
+        _output_for_tree(input_path, output)
+        skip = output if os.path.isdir(output) and is_inside(output, input_path) else None
+        rels = walk_files(input_path, skip=skip)
+        if not rels:
+            click.echo(f"pfs: note: no files under '{input_path}'; nothing to do", err=True)
+            return 0
+        file_jobs = []
+        for rel in rels:
+            src = os.path.join(input_path, rel)
+            expected = normalize_bound_path(src) if verify_path else None
+            file_jobs.append(FileJob(src, os.path.join(output, rel), expected, _file_size(src)))
+    else:
+        _output_for_file(input_path, output)
+        expected = expect_path if expect_path is not None else (
+            normalize_bound_path(input_path) if verify_path else None)
+        file_jobs = [FileJob(input_path, output, expected, _file_size(input_path))]
+
+    def on_ok(result: FileResult) -> None:
+        if not quiet:
+            checked = f" (bound path '{result.job.path}' verified)" if result.job.path is not None else ""
+            extra = f", {result.value} bytes" if verbose else ""
+            click.echo(f"{result.job.src} -> {result.job.dst}{checked}{extra}")
+
+    return _run_tree(op_decrypt, file_jobs, {"key": key, "force": force, "jobs": jobs},
+                     workers=jobs if tree else 1, quiet=quiet, label="decrypting", created=[],
+                     on_ok=on_ok, settings=settings, verb="decrypt")
+
+
+def _expand(paths: Sequence[str], role: str) -> list[tuple[str, bool]]:
+    """Files named by ``paths`` (folders walked): ``(path, came_from_a_tree)``."""
+    out: list[tuple[str, bool]] = []
+    for path in paths:
+        require_existing(path, role)
+        if os.path.isdir(path):
+            out.extend((os.path.join(path, rel), True) for rel in walk_files(path))
+        else:
+            out.append((path, False))
+    return out
+
+
+def _format_info(info: dict[str, Any]) -> list[str]:
+    flags = info["flags"]
+    pending = " (update pending: an interrupted write needs recovery)" if info["update_pending"] else ""
+    nodes = info["disk_nodes"]
+    lines = [
+        f"{info['path']}:",
+        f"  format version   {info['format_version']}",
+        f"  flags            0x{flags:02x}{pending}",
+        f"  on-disk size     {info['disk_size']} bytes ({nodes} node{'s' if nodes != 1 else ''})",
+        f"  node count       {info['node_count_note']}",
+    ]
+    if "bound_path" in info:
+        depth = info["tree_depth"]
+        tree = ("none (all data in the metadata node)" if depth is None else
+                f"depth {depth}: {info['mht_nodes']} MHT + {info['data_nodes']} data nodes")
+        lines += [
+            f"  bound path       {info['bound_path']}",
+            f"  plaintext size   {info['plaintext_size']} bytes",
+            f"  Merkle tree      {tree}",
+        ]
+        if info["trailing_nodes"]:
+            lines.append(f"  trailing nodes   {info['trailing_nodes']} (past what the size needs; ignored)")
+    return lines
+
+
+@cli.command("info", cls=PfsCommand)
+@click.argument("files", nargs=-1, required=True)
+@click.option("-w", "--wrap-key", "wrap_key", metavar="FILE",
+              help="Key file: adds the bound path, plaintext size and tree shape.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per file.")
+@debug_option
+@click.pass_context
+def info(ctx: click.Context, files: tuple[str, ...], wrap_key: str | None, as_json: bool, debug: bool) -> int:
+    """Show what an encrypted file's header says (and, with a key, its metadata)."""
+    settings = _settings(ctx, debug)
+    key = _load_key(wrap_key) if wrap_key is not None else None
+    records: list[dict[str, Any]] = []
+    failed = 0
+    for path, _ in _expand(files, "file"):
+        try:
+            with HostFile(path) as storage:
+                record = read_full_info(storage, key) if key is not None else read_header_info(storage)
+        except Exception as exc:
+            failed += 1
+            if settings.debug:
+                traceback.print_exc()
+            message = describe_error(exc)
+            if as_json:
+                records.append({"path": path, "error": message})
+            echo_error(message)
+            continue
+        record["path"] = path
+        records.append(record)
+        if not as_json:
+            click.echo("\n".join(_format_info(record)))
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+    if failed and len(records) > 1:
+        echo_error(f"{failed} of {len(records)} files could not be read")
+    return 1 if failed else 0
+
+
+@cli.command("verify", cls=PfsCommand)
+@wrap_key_option
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--expect-path", metavar="PATH", help="Check that the (single) file is bound to PATH.")
+@click.option("-V", "--verify-path", "verify_path", is_flag=True,
+              help="Check that each file is bound to its own normalized path.")
+@jobs_option
+@quiet_option
+@verbose_option
+@debug_option
+@click.pass_context
+def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_path: str | None,
+           verify_path: bool, jobs: int, quiet: bool, verbose: bool, debug: bool) -> int:
+    """Authenticate every node of every file (files or trees); report each bad file."""
+    settings = _settings(ctx, debug)
+    _positive_jobs(jobs)
+    if verify_path and expect_path is not None:
+        raise UsageProblem("give either -V or --expect-path, not both")
+    key = _load_key(wrap_key)
+    found = _expand(paths, "path")
+    if expect_path is not None and (len(found) != 1 or found[0][1]):
+        raise UsageProblem("--expect-path applies to a single file; use -V to check each file's own path")
+    file_jobs = []
+    for path, _ in found:
+        expected = expect_path if expect_path is not None else (
+            normalize_bound_path(path) if verify_path else None)
+        file_jobs.append(FileJob(path, None, expected, _file_size(path)))
+    results: list[FileResult] = []
+    with Progress(sum(j.weight for j in file_jobs), "verifying", enabled=not quiet) as bar:
+        for result in run_file_jobs(op_verify, file_jobs, {"key": key, "jobs": jobs},
+                                    workers=jobs if len(file_jobs) > 1 else 1, progress=bar):
+            results.append(result)
+            if not result.ok:
+                if settings.debug and result.trace:
+                    click.echo(result.trace.rstrip(), err=True)
+                click.echo(f"BAD  {result.message}")
+            elif verbose:
+                click.echo(f"ok   {result.job.src} ({result.value} bytes)")
+    bad = sum(not r.ok for r in results)
+    click.echo(f"{len(results) - bad} files ok" + (f", {bad} bad" if bad else ""))
+    if bad:
+        echo_error(f"{bad} of {len(results)} files failed verification")
+        return 1
+    return 0
+
+
+@cli.command("tamper", cls=PfsCommand)
+@wrap_key_option
+@click.option("-i", "--input", "input_path", required=True, metavar="FILE", help="A valid encrypted file.")
+@click.option("-o", "--output", "output", required=True, metavar="DIR", help="Folder for the variants.")
+@force_option
+@quiet_option
+@debug_option
+@click.pass_context
+def tamper(ctx: click.Context, wrap_key: str, input_path: str, output: str, force: bool, quiet: bool,
+           debug: bool) -> int:
+    """Write corrupted variants of an encrypted file (like Gramine's pf_tamper), for testing readers."""
+    _settings(ctx, debug)
+    require_file(input_path, "input", folder_hint="; give one encrypted file")
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise CliError(f"output '{output}' is a file; give a folder for the variants", code=2)
+    key = _load_key(wrap_key)
+    created: list[str] = []
+    make_dirs(output, created)
+    try:
+        variants = make_tampered_variants(input_path, key, output, overwrite=force)
+    finally:
+        prune_dirs(created)
+    if not quiet:
+        width = max((len(n) for n, _ in variants), default=0)
+        for name, description in variants:
+            click.echo(f"{name.ljust(width)}  {description}")
+    click.echo(f"wrote {len(variants)} variants to {output}")
+    return 0
+
+
+@cli.command("rekey", cls=PfsCommand)
+@wrap_key_option
+@click.option("--new-key", "new_key", required=True, metavar="FILE", help="Key file of the new key.")
+@click.argument("paths", nargs=-1, required=True)
+@jobs_option
+@quiet_option
+@verbose_option
+@debug_option
+@click.pass_context
+def rekey(ctx: click.Context, wrap_key: str, new_key: str, paths: tuple[str, ...], jobs: int, quiet: bool,
+          verbose: bool, debug: bool) -> int:
+    """Re-encrypt files in place under a new key, keeping their bound paths (atomic per file)."""
+    settings = _settings(ctx, debug)
+    _positive_jobs(jobs)
+    old = _load_key(wrap_key)
+    new = _load_key(new_key, what="new key")
+    file_jobs = [FileJob(path, None, None, _file_size(path)) for path, _ in _expand(paths, "path")]
+
+    def on_ok(result: FileResult) -> None:
+        if not quiet:
+            click.echo(f"{result.job.src}: re-encrypted under the new key (bound to {result.value})")
+
+    return _run_tree(op_rekey, file_jobs, {"key": old, "new_key": new}, workers=jobs, quiet=quiet,
+                     label="re-encrypting", created=[], on_ok=on_ok, settings=settings, verb="re-encrypt")
+
+
+# ---------------------------------------------------------------------- entry points
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``pfs``."""
+    cli.main(args=argv, prog_name="pfs")
+
+
+def encrypt_main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``pfs-encrypt`` (the same as ``pfs encrypt``)."""
+    encrypt_standalone.main(args=argv, prog_name="pfs-encrypt")
+
+
+if __name__ == "__main__":
+    main()
