@@ -227,3 +227,26 @@ def test_memory_storage_roundtrip():
         pf.write(3000, b"q" * 200)
     with ProtectedFile.open(storage, KEY, "m") as pf:
         assert pf.read(0, 5000) == bytes(3000) + b"q" * 200
+
+
+@pytest.mark.parametrize("cache_size", [1, 2, 3, 48])
+@pytest.mark.parametrize("target", [7168, 396_288, 400_384, 800_000, 3072 + 4096 * 96 * 33 + 10])
+@pytest.mark.parametrize("how", ["write", "truncate"])
+def test_grow_with_small_cache(cache_size: int, target: int, how: str):
+    """Growing evicts and flushes mid-way when the cache is small; nothing may be lost.
+
+    Regression: with cache_size=1, growing an empty file to 400384 bytes (past the root MHT's
+    96 data nodes) used to lose MHT node 1's entries at an eviction flush inside _grow, which
+    made data node 96 unreadable ("corrupted node 99").
+    """
+    storage = MemoryStorage(name="m")
+    pf = ProtectedFile.create(storage, KEY, "a", cache_size=cache_size)
+    pf.flush()
+    if how == "write":
+        pf.write(target, b"\x01")
+        expect = bytes(target) + b"\x01"
+    else:
+        pf.truncate(target)
+        expect = bytes(target)
+    pf.close()
+    assert decode(bytes(storage.data), KEY).plaintext == expect
