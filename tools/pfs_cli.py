@@ -343,6 +343,15 @@ def _run_tree(op: Callable[..., Any], jobs: list[FileJob], params: dict[str, Any
     return _report_failures(results, settings, verb)
 
 
+def _make_output_root(output: str, created: list[str]) -> None:
+    """Create the output folder of a tree run (one error if that's impossible, nothing left)."""
+    try:
+        make_dirs(output, created)
+    except CliError:
+        prune_dirs(created)
+        raise
+
+
 def _file_size(path: str) -> int:
     try:
         return os.path.getsize(path)
@@ -362,6 +371,7 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
     require_existing(input_path, "input")
     key = _load_key(wrap_key)
     tree = os.path.isdir(input_path)
+    created: list[str] = []
     if tree:
         if bind_path is not None:
             raise UsageProblem(f"--bind-path names the path of one file, but input '{input_path}' is a "
@@ -372,6 +382,7 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
         if not rels:
             click.echo(f"pfs: note: no files under '{input_path}'; nothing to do", err=True)
             return 0
+        _make_output_root(output, created)
         file_jobs = []
         for rel in rels:
             dst = os.path.join(output, rel)
@@ -389,7 +400,7 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
             click.echo(f"{result.job.dst} -> bound to {result.job.path}{extra}")
 
     return _run_tree(op_encrypt, file_jobs, {"key": key, "force": force, "jobs": jobs},
-                     workers=jobs if tree else 1, quiet=quiet, label="encrypting", created=[],
+                     workers=jobs if tree else 1, quiet=quiet, label="encrypting", created=created,
                      on_ok=on_ok, settings=settings, verb="encrypt")
 
 
@@ -454,6 +465,7 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
     require_existing(input_path, "input")
     key = _load_key(wrap_key)
     tree = os.path.isdir(input_path)
+    created: list[str] = []
     if tree:
         if expect_path is not None:
             raise UsageProblem(f"--expect-path names the path of one file, but input '{input_path}' is a "
@@ -464,6 +476,7 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
         if not rels:
             click.echo(f"pfs: note: no files under '{input_path}'; nothing to do", err=True)
             return 0
+        _make_output_root(output, created)
         file_jobs = []
         for rel in rels:
             src = os.path.join(input_path, rel)
@@ -482,7 +495,7 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
             click.echo(f"{result.job.src} -> {result.job.dst}{checked}{extra}")
 
     return _run_tree(op_decrypt, file_jobs, {"key": key, "force": force, "jobs": jobs},
-                     workers=jobs if tree else 1, quiet=quiet, label="decrypting", created=[],
+                     workers=jobs if tree else 1, quiet=quiet, label="decrypting", created=created,
                      on_ok=on_ok, settings=settings, verb="decrypt")
 
 
