@@ -515,3 +515,15 @@ def test_decrypt_vector_moved_fails_path_check(tmp_path: Path) -> None:
     line = assert_one_line_error(run("decrypt", "-w", "k", "-i", "size_100", "-o", "out", "-V", cwd=tmp_path))
     assert "'enc/size_100'" in line and "'size_100'" in line
     assert sorted(os.listdir(tmp_path)) == ["k", "size_100"]
+
+
+@pytest.mark.skipif(not _vector_names(), reason=f"reference vectors not found at {VECTORS}")
+def test_rekey_second_level_mht_vector(tmp_path: Path) -> None:
+    """Re-encrypting Gramine's 13 MB vector (MHT depth 2) keeps every byte and the bound path."""
+    shutil.copy(VECTORS / "enc" / "size_12979205", tmp_path / "f")
+    new_file = tmp_path / "new.key"
+    assert_ok(run("gen-key", "-w", new_file))
+    assert_ok(run("rekey", "-w", VECTORS / "wrap_key.bin", "--new-key", new_file, tmp_path / "f"))
+    assert_ok(run("decrypt", "-w", new_file, "-i", tmp_path / "f", "-o", tmp_path / "out",
+                  "--expect-path", "enc/size_12979205"))
+    assert (tmp_path / "out").read_bytes() == (VECTORS / "plain" / "size_12979205").read_bytes()
