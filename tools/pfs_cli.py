@@ -251,7 +251,12 @@ def op_rekey(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes
         storage = HostFile(target)
     except OSError as exc:
         raise CliError(f"can't read '{job.src}': {exc.strerror}") from None
-    with ProtectedFile.open(storage, key, None) as old:
+    try:
+        old_pf = ProtectedFile.open(storage, key, None)
+    except BaseException:
+        storage.close()
+        raise
+    with old_pf as old:
         bound = bytes(old.metadata.path)
         size = old.size
         with AtomicOutput(target, force=True, mode=st.st_mode & 0o7777) as out:
