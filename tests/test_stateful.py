@@ -116,7 +116,8 @@ class ProtectedFileMachine(RuleBasedStateMachine):
 
 
 ProtectedFileMachine.TestCase.settings = settings(
-    max_examples=examples(200, 2000), stateful_step_count=examples(40, 80), deadline=None)
+    max_examples=examples(200, 2000), stateful_step_count=examples(40, 80), deadline=None,
+    report_multiple_bugs=False)
 TestProtectedFileMachine = ProtectedFileMachine.TestCase
 
 
