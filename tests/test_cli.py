@@ -527,3 +527,17 @@ def test_rekey_second_level_mht_vector(tmp_path: Path) -> None:
     assert_ok(run("decrypt", "-w", new_file, "-i", tmp_path / "f", "-o", tmp_path / "out",
                   "--expect-path", "enc/size_12979205"))
     assert (tmp_path / "out").read_bytes() == (VECTORS / "plain" / "size_12979205").read_bytes()
+
+
+@pytest.mark.skipif(not _vector_names(), reason=f"reference vectors not found at {VECTORS}")
+@pytest.mark.parametrize("jobs", ["1", "4"])
+def test_verify_first_bad_node_in_file_order(tmp_path: Path, jobs: str) -> None:
+    """Node 3203 sits under MHT node 33 (a child of MHT 1, visited early depth-first); node 2000 is
+    under MHT 20. verify must name node 2000, the first bad node in file order."""
+    data = bytearray((VECTORS / "enc" / "size_12979205").read_bytes())
+    for node in (3203, 2000):
+        data[node * 4096 + 5] ^= 1
+    (tmp_path / "f").write_bytes(bytes(data))
+    proc = run("verify", "-w", VECTORS / "wrap_key.bin", tmp_path / "f", "--jobs", jobs)
+    assert proc.returncode == 1
+    assert f"BAD  {tmp_path / 'f'}: corrupted node 2000 " in proc.stdout

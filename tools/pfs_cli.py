@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from pal import HostFile
-from pfs.errors import PfsError
+from pfs.errors import CorruptedNodeError, PfsError
 from pfs.inspect import read_full_info, read_header_info
 from pfs.keys import generate_key_file, load_key
 from pfs.paths import bound_path_for, normalize_bound_path
@@ -208,7 +208,30 @@ def op_verify(job: FileJob, *, progress: Callable[[int], None] | None, key: byte
     except OSError as exc:
         raise CliError(f"can't read '{job.src}': {exc.strerror}") from None
     with src:
-        return decrypt_stream(src, None, key, job.path, jobs=jobs, progress=progress)
+        try:
+            return decrypt_stream(src, None, key, job.path, jobs=jobs, progress=progress)
+        except CorruptedNodeError as exc:
+            # The stream walks the tree depth-first (and in batches with jobs > 1), so the node
+            # it reports need not be the first bad one in file order: look before it.
+            earlier = _first_bad_node_before(src, key, exc.plaintext_range[0])
+            raise (earlier or exc) from None
+
+
+def _first_bad_node_before(src: HostFile, key: bytes, limit: int) -> CorruptedNodeError | None:
+    """The first node (in file order) that fails authentication below plaintext offset ``limit``."""
+    pf = ProtectedFile.open(_KeepOpen(src), key, None)
+    try:
+        offset = 0
+        while offset < limit:
+            n = min(REKEY_CHUNK, limit - offset)
+            try:
+                pf.read(offset, n)
+            except CorruptedNodeError as exc:
+                return exc
+            offset += n
+    finally:
+        pf.close()
+    return None
 
 
 class _KeepOpen:
