@@ -250,3 +250,23 @@ def test_grow_with_small_cache(cache_size: int, target: int, how: str):
         expect = bytes(target)
     pf.close()
     assert decode(bytes(storage.data), KEY).plaintext == expect
+
+
+def test_minor_version_and_unknown_header_bytes_are_not_checked():
+    """Spec: the minor version is never checked (and the header is not authenticated)."""
+    storage = MemoryStorage(name="m")
+    with ProtectedFile.create(storage, KEY, "a") as pf:
+        pf.write(0, b"hello")
+    storage.data[9] = 7
+    storage.data[4000] ^= 0xFF  # padding after the encrypted part
+    with ProtectedFile.open(storage, KEY, "a") as pf:
+        assert pf.version == (2, 7)
+        assert pf.read(0, 10) == b"hello"
+
+
+def test_readinto_rejects_negative_offset():
+    storage = MemoryStorage(name="m")
+    with ProtectedFile.create(storage, KEY, "a") as pf:
+        pf.write(0, b"hello")
+        with pytest.raises(ValueError):
+            pf.readinto(-2, bytearray(4))

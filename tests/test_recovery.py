@@ -378,3 +378,33 @@ def test_failed_host_truncate_is_a_pfs_error():
         pf.truncate(1000)
     assert info.value.errno == errno.EIO
     assert "main" in str(info.value)
+
+
+def test_v1_file_interrupted_migration(vectors_dir: Path, wrap_key: bytes):
+    """A v1 file's first journaled flush (which also migrates it to v2) is atomic too."""
+    raw = (vectors_dir / "enc_v1/size_400384").read_bytes()
+    old = (vectors_dir / "plain/size_400384").read_bytes()
+    bound = "enc_v1/size_400384"
+    new = bytearray(old)
+    new[200_000:200_010] = b"0123456789"
+
+    def attempt(at):
+        plan = FaultPlan(at, "stop")
+        main = MemoryStorage(raw, name="v1")
+        rec = MemoryStorage(name="v1.gramine.recovery")
+        pf = ProtectedFile.open(FaultyStorage(main, plan, "main"), wrap_key, bound, writable=True,
+                                recovery=FaultyStorage(rec, plan, "recovery"))
+        pf.write(200_000, b"0123456789")
+        pf.close()
+        return plan, bytes(main.data), bytes(rec.data)
+
+    plan, final, _ = attempt(None)
+    assert final[8] == 2
+    for n in range(1, plan.count + 1):
+        _plan, main, journal = attempt(n)
+        with ProtectedFile.open(MemoryStorage(main, name="v1"), wrap_key, bound,
+                                recovery=MemoryStorage(journal)) as pf:
+            content = pf.read(0, pf.size + 1)
+            assert content in (old, bytes(new)), f"N={n}"
+            if content == old:
+                assert pf.version in ((1, 0), (2, 0))
