@@ -270,3 +270,18 @@ def test_readinto_rejects_negative_offset():
         pf.write(0, b"hello")
         with pytest.raises(ValueError):
             pf.readinto(-2, bytearray(4))
+
+
+@pytest.mark.parametrize("size", [100, 5000, 400_000])
+def test_trailing_extra_nodes_are_ignored(tmp_path: Path, size: int):
+    """Spec: Gramine ignores trailing extra nodes (its tool doesn't truncate an old output)."""
+    data = random.Random(size).randbytes(size)
+    path = tmp_path / "t"
+    new_file(path, data=data).close()
+    with path.open("ab") as f:
+        f.write(random.Random(0).randbytes(3 * 4096))
+    with reopen(path, writable=True) as pf:
+        assert pf.read(0, size + 1) == data
+        pf.write(size, b"end")
+    with reopen(path) as pf:
+        assert pf.read(0, size + 10) == data + b"end"
