@@ -290,8 +290,12 @@ class ProtectedFile:
             self._meta.root_key = bytes(KEY_SIZE)
             self._meta.root_mac = bytes(KEY_SIZE)
         self._flush_changes(sync=False)
-        self._committed_size = size
-        self._storage.truncate(node_count(size) * NODE_SIZE)
+        try:
+            self._storage.truncate(node_count(size) * NODE_SIZE)
+        except OSError as exc:
+            self._failed = PfsError(f"{self.name}: truncate failed: {exc.strerror or exc}", path=self.name,
+                                    errno=exc.errno or None)
+            raise self._failed from exc
 
     def rename(self, new_path: str | bytes) -> None:
         """Bind the file to ``new_path`` (rewrites and flushes the metadata node)."""
@@ -441,6 +445,8 @@ class ProtectedFile:
         for d in range(first_new, data_node_count(new_size)):
             node = self._get_data(d)
             self._mark_dirty(node)
+            # the size must cover every materialized node before a flush can commit it
+            self._meta.size = min(new_size, data_node_offset(d) + NODE_SIZE)
             self._shrink_cache()
         self._meta.size = new_size
         self._meta_dirty = True
