@@ -3,7 +3,9 @@
 demo: setup
 	scripts/demo.sh
 
-setup:
+setup: .venv/.installed
+
+.venv/.installed: pyproject.toml scripts/setup.sh
 	scripts/setup.sh
 
 test: setup

@@ -54,7 +54,7 @@ def raw_python_limit(total: int, decrypt: bool) -> float:
     if decrypt:
         sealed = AESGCM(keys[:16]).encrypt(iv, bytes(plain), None)
         start = time.perf_counter()
-        for i in range(n):
+        for _ in range(n):
             AESGCM(keys[:16]).decrypt_into(iv, sealed, None, plain)
     else:
         start = time.perf_counter()

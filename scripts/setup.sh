@@ -14,5 +14,11 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[test]'
+log=.venv/pip-install.log
+if ! .venv/bin/python -m pip install -q -e '.[test]' >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup: pip install failed (log above)" >&2
+    exit 1
+fi
+touch .venv/.installed
 echo "setup: ok (.venv ready; commands: .venv/bin/pfs, .venv/bin/pfs-encrypt)"

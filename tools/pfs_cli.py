@@ -161,6 +161,9 @@ verbose_option = click.option("-v", "--verbose", is_flag=True, help="Print more 
 jobs_option = click.option("--jobs", "-j", type=int, default=1, show_default=True,
                            help="Worker processes: over the files of a tree, or for one large file.")
 force_option = click.option("--force", is_flag=True, help="Replace existing output files.")
+bind_prefix_check_option = click.option(
+    "--bind-prefix", metavar="PREFIX",
+    help="Check that each file is bound to PREFIX/<its path relative to the tree> (as `encrypt --bind-prefix`).")
 wrap_key_option = click.option("-w", "--wrap-key", "wrap_key", required=True, metavar="FILE",
                                help="Key file: 16 raw bytes or 32 hex characters.")
 
@@ -477,6 +480,7 @@ def encrypt_standalone(ctx: click.Context, **kwargs: Any) -> int:
 @click.option("-V", "--verify", "verify_path", is_flag=True,
               help="Check that each file is bound to its normalized input path (as Gramine does).")
 @click.option("--expect-path", metavar="PATH", help="Check that the file is bound to PATH (single file).")
+@bind_prefix_check_option
 @jobs_option
 @quiet_option
 @verbose_option
@@ -484,12 +488,12 @@ def encrypt_standalone(ctx: click.Context, **kwargs: Any) -> int:
 @debug_option
 @click.pass_context
 def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, verify_path: bool,
-            expect_path: str | None, jobs: int, quiet: bool, verbose: bool, force: bool, debug: bool) -> int:
+            expect_path: str | None, bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, force: bool,
+            debug: bool) -> int:
     """Decrypt and authenticate a file or a folder tree; a failed file leaves no output."""
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
-    if verify_path and expect_path is not None:
-        raise UsageProblem("give either -V or --expect-path, not both")
+    _one_path_check(verify_path, expect_path, bind_prefix)
     require_existing(input_path, "input")
     key = _load_key(wrap_key)
     tree = os.path.isdir(input_path)
@@ -508,12 +512,11 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
         file_jobs = []
         for rel in rels:
             src = os.path.join(input_path, rel)
-            expected = normalize_bound_path(src) if verify_path else None
+            expected = _expected_path(src, input_path, verify_path, None, bind_prefix)
             file_jobs.append(FileJob(src, os.path.join(output, rel), expected, _file_size(src)))
     else:
         _output_for_file(input_path, output)
-        expected = expect_path if expect_path is not None else (
-            normalize_bound_path(input_path) if verify_path else None)
+        expected = _expected_path(input_path, None, verify_path, expect_path, bind_prefix)
         file_jobs = [FileJob(input_path, output, expected, _file_size(input_path))]
 
     def on_ok(result: FileResult) -> None:
@@ -527,16 +530,31 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
                      on_ok=on_ok, settings=settings, verb="decrypt")
 
 
-def _expand(paths: Sequence[str], role: str) -> list[tuple[str, bool]]:
-    """Files named by ``paths`` (folders walked): ``(path, came_from_a_tree)``."""
-    out: list[tuple[str, bool]] = []
+def _expand(paths: Sequence[str], role: str) -> list[tuple[str, str | None]]:
+    """Files named by ``paths`` (folders walked): ``(path, the tree it came from or None)``."""
+    out: list[tuple[str, str | None]] = []
     for path in paths:
         require_existing(path, role)
         if os.path.isdir(path):
-            out.extend((os.path.join(path, rel), True) for rel in walk_files(path))
+            out.extend((os.path.join(path, rel), path) for rel in walk_files(path))
         else:
-            out.append((path, False))
+            out.append((path, None))
     return out
+
+
+def _one_path_check(verify_path: bool, expect_path: str | None, bind_prefix: str | None) -> None:
+    if sum((verify_path, expect_path is not None, bind_prefix is not None)) > 1:
+        raise UsageProblem("give only one of -V, --expect-path and --bind-prefix")
+
+
+def _expected_path(src: str, tree: str | None, verify_path: bool, expect_path: str | None,
+                   bind_prefix: str | None) -> str | None:
+    """The path ``src`` must be bound to, or None when no check was asked for."""
+    if expect_path is not None:
+        return expect_path
+    if bind_prefix is not None:
+        return bound_path_for(src, bind_prefix=bind_prefix, relative_to=tree)
+    return normalize_bound_path(src) if verify_path else None
 
 
 def _format_info(info: dict[str, Any]) -> list[str]:
@@ -607,26 +625,25 @@ def info(ctx: click.Context, files: tuple[str, ...], wrap_key: str | None, as_js
 @click.option("--expect-path", metavar="PATH", help="Check that the (single) file is bound to PATH.")
 @click.option("-V", "--verify-path", "verify_path", is_flag=True,
               help="Check that each file is bound to its own normalized path.")
+@bind_prefix_check_option
 @jobs_option
 @quiet_option
 @verbose_option
 @debug_option
 @click.pass_context
 def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_path: str | None,
-           verify_path: bool, jobs: int, quiet: bool, verbose: bool, debug: bool) -> int:
+           verify_path: bool, bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, debug: bool) -> int:
     """Authenticate every node of every file (files or trees); report each bad file."""
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
-    if verify_path and expect_path is not None:
-        raise UsageProblem("give either -V or --expect-path, not both")
+    _one_path_check(verify_path, expect_path, bind_prefix)
     key = _load_key(wrap_key)
     found = _expand(paths, "path")
-    if expect_path is not None and (len(found) != 1 or found[0][1]):
+    if expect_path is not None and (len(found) != 1 or found[0][1] is not None):
         raise UsageProblem("--expect-path applies to a single file; use -V to check each file's own path")
     file_jobs = []
-    for path, _ in found:
-        expected = expect_path if expect_path is not None else (
-            normalize_bound_path(path) if verify_path else None)
+    for path, tree in found:
+        expected = _expected_path(path, tree, verify_path, expect_path, bind_prefix)
         file_jobs.append(FileJob(path, None, expected, _file_size(path)))
     results: list[FileResult] = []
     with Progress(sum(j.weight for j in file_jobs), "verifying", enabled=not quiet) as bar:
