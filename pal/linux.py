@@ -77,6 +77,14 @@ class HostFile:
     def truncate(self, size: int) -> None:
         os.ftruncate(self.fd, size)
 
+    def preallocate(self, size: int) -> None:
+        """Reserve disk blocks for ``size`` bytes (makes the file that long); a hint only:
+        file systems that can't do it are left as they are."""
+        try:
+            os.posix_fallocate(self.fd, 0, size)
+        except OSError:
+            os.ftruncate(self.fd, size)
+
     def fsync(self) -> None:
         os.fsync(self.fd)
 

@@ -198,9 +198,10 @@ class AtomicOutput:
     the ``with`` block without a commit deletes the temporary file.
     """
 
-    def __init__(self, final: str, *, force: bool, mode: int | None = None):
+    def __init__(self, final: str, *, force: bool, mode: int | None = None, sync: bool = True):
         self.final = final
         self.force = force
+        self.sync = sync
         self.mode = default_mode() if mode is None else mode
         folder = os.path.dirname(final) or "."
         base = os.path.basename(final)
@@ -217,10 +218,12 @@ class AtomicOutput:
         self.committed = False
 
     def commit(self) -> None:
-        """fsync the temporary file and rename it to ``final`` (refusing to replace without force)."""
+        """fsync the temporary file (unless ``sync`` is off) and rename it to ``final`` (refusing to
+        replace an existing file without force)."""
         if self.file.fd >= 0:
             os.fchmod(self.file.fd, self.mode)
-            self.file.fsync()
+            if self.sync:
+                self.file.fsync()
             self.file.close()
         else:
             os.chmod(self.tmp, self.mode)
@@ -229,6 +232,8 @@ class AtomicOutput:
         else:
             self._rename_no_clobber()
         self.committed = True
+        if not self.sync:
+            return
         folder = os.path.dirname(self.final) or "."
         with contextlib.suppress(OSError):
             dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

@@ -161,6 +161,9 @@ verbose_option = click.option("-v", "--verbose", is_flag=True, help="Print more 
 jobs_option = click.option("--jobs", "-j", type=int, default=1, show_default=True,
                            help="Worker processes: over the files of a tree, or for one large file.")
 force_option = click.option("--force", is_flag=True, help="Replace existing output files.")
+no_fsync_option = click.option(
+    "--no-fsync", "no_fsync", is_flag=True,
+    help="Don't fsync outputs before renaming them into place (faster; a power cut soon after may lose them).")
 bind_prefix_check_option = click.option(
     "--bind-prefix", metavar="PREFIX",
     help="Check that each file is bound to PREFIX/<its path relative to the tree> (as `encrypt --bind-prefix`).")
@@ -172,7 +175,7 @@ wrap_key_option = click.option("-w", "--wrap-key", "wrap_key", required=True, me
 # Top-level functions: they run in worker processes too.
 
 def op_encrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, force: bool,
-               jobs: int) -> int:
+               jobs: int, sync: bool = True) -> int:
     """Encrypt ``job.src`` to ``job.dst`` bound to ``job.path``; return the plaintext size."""
     assert job.dst is not None and job.path is not None
     require_file(job.src, "input")
@@ -181,14 +184,14 @@ def op_encrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: byt
         src = HostFile(job.src)
     except OSError as exc:
         raise CliError(f"can't read input '{job.src}': {exc.strerror}") from None
-    with src, AtomicOutput(job.dst, force=force) as out:
+    with src, AtomicOutput(job.dst, force=force, sync=sync) as out:
         size = encrypt_stream(src, out.file, key, job.path, jobs=jobs, progress=progress)
         out.commit()
     return size
 
 
 def op_decrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, force: bool,
-               jobs: int) -> int:
+               jobs: int, sync: bool = True) -> int:
     """Decrypt ``job.src`` to ``job.dst`` (checking ``job.path`` if set); return the size."""
     assert job.dst is not None
     require_file(job.src, "input")
@@ -197,7 +200,7 @@ def op_decrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: byt
         src = HostFile(job.src)
     except OSError as exc:
         raise CliError(f"can't read input '{job.src}': {exc.strerror}") from None
-    with src, AtomicOutput(job.dst, force=force) as out:
+    with src, AtomicOutput(job.dst, force=force, sync=sync) as out:
         size = decrypt_stream(src, out.file, key, job.path, jobs=jobs, progress=progress)
         out.commit()
     return size
@@ -391,7 +394,8 @@ def _file_size(path: str) -> int:
 
 
 def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bind_path: str | None,
-             bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, force: bool, debug: bool) -> int:
+             bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, force: bool, no_fsync: bool,
+             debug: bool) -> int:
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
     if bind_path is not None and bind_prefix is not None:
@@ -430,7 +434,7 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
             extra = f" ({result.value} bytes)" if verbose else ""
             click.echo(f"{result.job.dst} -> bound to {result.job.path}{extra}")
 
-    return _run_tree(op_encrypt, file_jobs, {"key": key, "force": force, "jobs": jobs},
+    return _run_tree(op_encrypt, file_jobs, {"key": key, "force": force, "jobs": jobs, "sync": not no_fsync},
                      workers=jobs if tree else 1, quiet=quiet, label="encrypting", created=created,
                      on_ok=on_ok, settings=settings, verb="encrypt")
 
@@ -447,7 +451,8 @@ def _encrypt_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--bind-prefix", metavar="PREFIX",
                      help="Bind each file to PREFIX/<path relative to the output root> "
                           "(PREFIX/<basename> for a single file)."),
-        jobs_option, quiet_option, verbose_option, force_option, debug_option, click.pass_context,
+        jobs_option, quiet_option, verbose_option, force_option, no_fsync_option, debug_option,
+        click.pass_context,
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -485,11 +490,12 @@ def encrypt_standalone(ctx: click.Context, **kwargs: Any) -> int:
 @quiet_option
 @verbose_option
 @force_option
+@no_fsync_option
 @debug_option
 @click.pass_context
 def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, verify_path: bool,
             expect_path: str | None, bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, force: bool,
-            debug: bool) -> int:
+            no_fsync: bool, debug: bool) -> int:
     """Decrypt and authenticate a file or a folder tree; a failed file leaves no output."""
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
@@ -525,7 +531,7 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
             extra = f", {result.value} bytes" if verbose else ""
             click.echo(f"{result.job.src} -> {result.job.dst}{checked}{extra}")
 
-    return _run_tree(op_decrypt, file_jobs, {"key": key, "force": force, "jobs": jobs},
+    return _run_tree(op_decrypt, file_jobs, {"key": key, "force": force, "jobs": jobs, "sync": not no_fsync},
                      workers=jobs if tree else 1, quiet=quiet, label="decrypting", created=created,
                      on_ok=on_ok, settings=settings, verb="decrypt")
 
