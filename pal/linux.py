@@ -66,6 +66,38 @@ class HostFile:
             done += n
         return done
 
+    def readv_at(self, offset: int, buffers: list[memoryview]) -> int:
+        """Scatter-read into ``buffers`` from ``offset``; return the bytes read (short only at EOF)."""
+        total = os.preadv(self.fd, buffers, offset)
+        want = sum(len(b) for b in buffers)
+        if total < want and total > 0:
+            # a short read before EOF: finish buffer by buffer
+            done = 0
+            for buf in buffers:
+                if done + len(buf) <= total:
+                    done += len(buf)
+                    continue
+                got = self.readinto_at(offset + done, buf)
+                done += got
+                if got < len(buf):
+                    break
+            return done
+        return total
+
+    def writev_at(self, offset: int, buffers: list[memoryview]) -> None:
+        """Gather-write all of ``buffers`` at ``offset``."""
+        total = os.pwritev(self.fd, buffers, offset)
+        want = sum(len(b) for b in buffers)
+        if total < want:
+            done = 0
+            for buf in buffers:
+                if done + len(buf) <= total:
+                    done += len(buf)
+                    continue
+                skip = max(0, total - done)
+                self.write_at(offset + done + skip, buf[skip:])
+                done += len(buf)
+
     def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data`` at ``offset``."""
         view = memoryview(data)

@@ -18,7 +18,6 @@ metadata nodes stay in the parent.
 from __future__ import annotations
 
 import mmap
-import multiprocessing
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -88,44 +87,93 @@ def _group_span(m: int, size: int) -> tuple[int, int, int]:
     return start, length, (length + NODE_SIZE - 1) // NODE_SIZE
 
 
+SEALED_SIZE = NODE_SIZE + MAC_SIZE
+
+
+class _NodeBuffer:
+    """Room for one group's 96 nodes, with a prepared memoryview of each node slot.
+
+    ``stride`` is 4096 for plaintext, or 4112 for sealed nodes (ciphertext followed by its tag,
+    the layout ``encrypt_into`` writes and ``decrypt_into`` reads, so no node is ever copied).
+    """
+
+    def __init__(self, stride: int):
+        self.stride = stride
+        self.buf = bytearray(DATA_ENTRIES_PER_MHT * stride)
+        view = memoryview(self.buf)
+        self.nodes = [view[i * stride:(i + 1) * stride] for i in range(DATA_ENTRIES_PER_MHT)]
+        self.bodies = [view[i * stride:i * stride + NODE_SIZE] for i in range(DATA_ENTRIES_PER_MHT)]
+        self.view = view
+
+    def tags(self, count: int) -> bytes:
+        """The 16-byte tags of the first ``count`` sealed nodes, concatenated."""
+        out = bytearray(count * MAC_SIZE)
+        for k in range(MAC_SIZE):
+            out[k::MAC_SIZE] = self.buf[NODE_SIZE + k:count * self.stride:self.stride]
+        return bytes(out)
+
+    def set_tags(self, entries: bytes | bytearray, count: int) -> None:
+        """Put the tags of ``count`` MHT entries after their sealed nodes."""
+        end = count * self.stride
+        for k in range(MAC_SIZE):
+            self.buf[NODE_SIZE + k:end:self.stride] = entries[KEY_SIZE + k:count * ENTRY_SIZE:ENTRY_SIZE]
+
+
+def _interleave_entries(keys: bytes, tags: bytes, count: int) -> bytearray:
+    """The data-entry half of an MHT node: ``count`` (key, tag) pairs, zero after them."""
+    entries = bytearray(ENTRIES_BYTES)
+    for k in range(KEY_SIZE):
+        entries[k:count * ENTRY_SIZE:ENTRY_SIZE] = keys[k::KEY_SIZE]
+        entries[KEY_SIZE + k:count * ENTRY_SIZE:ENTRY_SIZE] = tags[k::MAC_SIZE]
+    return entries
+
+
 class _Writer:
-    """Writes output buffers, either at once or from a background thread (``pwrite`` drops the
+    """Writes node buffers, either at once or from a background thread (``pwritev`` drops the
     GIL, so the copy into the page cache overlaps with the next group's AES-GCM)."""
 
-    def __init__(self, dst: HostFile | None, *, background: bool, depth: int = 3):
+    def __init__(self, dst: HostFile | None, stride: int, *, background: bool, depth: int = 3):
         self.dst = dst
+        self.stride = stride
         self.background = background and dst is not None
-        self.free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        self.free: queue.SimpleQueue[_NodeBuffer] = queue.SimpleQueue()
         for _ in range(depth if self.background else 1):
-            self.free.put(memoryview(bytearray(GROUP_DATA_BYTES + MAC_SIZE)))
+            self.free.put(_NodeBuffer(stride))
         self.error: BaseException | None = None
         if self.background:
-            self.jobs: queue.SimpleQueue[tuple[int, memoryview, int] | None] = queue.SimpleQueue()
+            self.jobs: queue.SimpleQueue[tuple[int, _NodeBuffer, int, int] | None] = queue.SimpleQueue()
             self.thread = threading.Thread(target=self._run, name="pfs-writer", daemon=True)
             self.thread.start()
 
-    def buffer(self) -> memoryview:
-        """A free output buffer (waits for the writer when all are in flight)."""
+    def buffer(self) -> _NodeBuffer:
+        """A free buffer (waits for the writer when all are in flight)."""
         if self.error is not None:
             raise self.error
         return self.free.get()
 
-    def submit(self, offset: int, buf: memoryview, length: int) -> None:
-        """Write ``buf[:length]`` at ``offset`` (the buffer returns to the pool afterwards)."""
+    def submit(self, offset: int, buf: _NodeBuffer, count: int, length: int) -> None:
+        """Write the bodies of the first ``count`` nodes of ``buf`` (``length`` bytes) at ``offset``."""
         if self.dst is None:
             self.free.put(buf)
         elif self.background:
-            self.jobs.put((offset, buf, length))
+            self.jobs.put((offset, buf, count, length))
         else:
-            self.dst.write_at(offset, buf[:length])
+            self._write(offset, buf, count, length)
             self.free.put(buf)
+
+    def _write(self, offset: int, buf: _NodeBuffer, count: int, length: int) -> None:
+        assert self.dst is not None
+        if buf.stride == NODE_SIZE:
+            self.dst.write_at(offset, buf.view[:length])
+        else:
+            self.dst.writev_at(offset, buf.bodies[:count])
 
     def _run(self) -> None:
         while (job := self.jobs.get()) is not None:
-            offset, buf, length = job
+            offset, buf, count, length = job
             try:
                 if self.error is None:
-                    self.dst.write_at(offset, buf[:length])
+                    self._write(offset, buf, count, length)
             except BaseException as exc:  # re-raised in the producer
                 self.error = exc
             self.free.put(buf)
@@ -140,61 +188,61 @@ class _Writer:
             raise self.error
 
 
+def _read_plain(src: HostFile, m: int, size: int, buf: _NodeBuffer) -> int:
+    """Read group ``m``'s plaintext into ``buf``, zero-padding the last node; return its length."""
+    start, length, count = _group_span(m, size)
+    got = src.readinto_at(start, buf.view[:length])
+    if got != length:
+        raise OSError(5, f"{src.name}: file shrank while being encrypted")
+    buf.view[length:count * NODE_SIZE] = bytes(count * NODE_SIZE - length)
+    return length
+
+
+def _read_sealed(src: HostFile, m: int, size: int, buf: _NodeBuffer) -> int:
+    """Read group ``m``'s data nodes into the slots of ``buf``; return the bytes read."""
+    count = _group_span(m, size)[2]
+    return src.readv_at((mht_physical(m) + 1) * NODE_SIZE, buf.bodies[:count])
+
+
 class _GroupCipher:
-    """Reused buffers for sealing or opening the data nodes of one group."""
+    """Seals or opens the data nodes of one group at a time; output goes through a writer."""
 
     def __init__(self, writer: _Writer) -> None:
-        self.inbuf = bytearray(GROUP_DATA_BYTES + MAC_SIZE)
-        self.inview = memoryview(self.inbuf)
         self.writer = writer
 
-    def encrypt_group(self, src: HostFile, m: int, size: int, entries: memoryview) -> int:
-        """Encrypt group ``m``'s data nodes from ``src`` to the writer; fill its 96 entries."""
-        start, length, count = _group_span(m, size)
-        inview, outview = self.inview, self.writer.buffer()
-        got = src.readinto_at(start, inview[:length])
-        if got != length:
-            raise OSError(5, f"{src.name}: file shrank while being encrypted")
-        inview[length:count * NODE_SIZE] = bytes(count * NODE_SIZE - length)
+    def encrypt_group(self, plain: _NodeBuffer, m: int, size: int) -> bytearray:
+        """Encrypt group ``m``'s plaintext (read into ``plain``); return MHT node ``m``'s data entries."""
+        count = _group_span(m, size)[2]
+        sealed = self.writer.buffer()
         keys = random_bytes(KEY_SIZE * count)
-        for i in range(count):
-            lo = i * NODE_SIZE
-            hi = lo + NODE_SIZE
-            key = keys[i * KEY_SIZE:(i + 1) * KEY_SIZE]
-            AESGCM(key).encrypt_into(IV, inview[lo:hi], None, outview[lo:hi + MAC_SIZE])
-            e = i * ENTRY_SIZE
-            entries[e:e + KEY_SIZE] = key
-            entries[e + KEY_SIZE:e + ENTRY_SIZE] = outview[hi:hi + MAC_SIZE]
-        entries[count * ENTRY_SIZE:] = bytes(ENTRIES_BYTES - count * ENTRY_SIZE)
-        self.writer.submit((mht_physical(m) + 1) * NODE_SIZE, outview, count * NODE_SIZE)
-        return length
+        node_keys = [keys[j:j + KEY_SIZE] for j in range(0, KEY_SIZE * count, KEY_SIZE)]
+        for key, pt, out in zip(node_keys, plain.nodes[:count], sealed.nodes, strict=False):
+            AESGCM(key).encrypt_into(IV, pt, None, out)
+        entries = _interleave_entries(keys, sealed.tags(count), count)
+        self.writer.submit((mht_physical(m) + 1) * NODE_SIZE, sealed, count, count * NODE_SIZE)
+        return entries
 
-    def decrypt_group(self, src: HostFile, m: int, size: int, entries: memoryview) -> int:
-        """Authenticate group ``m``'s data nodes (and write their plaintext to ``dst``).
+    def decrypt_group(self, sealed: _NodeBuffer, got: int, m: int, size: int, entries: bytes | bytearray) -> int:
+        """Authenticate group ``m``'s data nodes (``got`` bytes read into ``sealed``) and write
+        their plaintext through the writer.
 
         Returns the plaintext length, or ``-(physical node + 1)`` of the first bad node.
         """
         start, length, count = _group_span(m, size)
-        inview, outview = self.inview, self.writer.buffer()
         first_physical = mht_physical(m) + 1
-        got = src.readinto_at(first_physical * NODE_SIZE, inview[:count * NODE_SIZE])
         if got != count * NODE_SIZE:
-            self.writer.free.put(outview)
             return -(first_physical + got // NODE_SIZE + 1)
-        for i in range(count):
-            lo = i * NODE_SIZE
-            hi = lo + NODE_SIZE
-            e = i * ENTRY_SIZE
-            saved = bytes(inview[hi:hi + MAC_SIZE])
-            inview[hi:hi + MAC_SIZE] = entries[e + KEY_SIZE:e + ENTRY_SIZE]
-            try:
-                AESGCM(entries[e:e + KEY_SIZE]).decrypt_into(
-                    IV, inview[lo:hi + MAC_SIZE], None, outview[lo:hi])
-            except InvalidTag:
-                self.writer.free.put(outview)
-                return -(first_physical + i + 1)
-            inview[hi:hi + MAC_SIZE] = saved
-        self.writer.submit(start, outview, length)
+        plain = self.writer.buffer()
+        sealed.set_tags(entries, count)
+        node_keys = [entries[j:j + KEY_SIZE] for j in range(0, ENTRY_SIZE * count, ENTRY_SIZE)]
+        i = 0
+        try:
+            for i, (key, ct, out) in enumerate(zip(node_keys, sealed.nodes[:count], plain.nodes, strict=False)):  # noqa: B007 (read in except)
+                AESGCM(key).decrypt_into(IV, ct, None, out)
+        except InvalidTag:
+            self.writer.free.put(plain)
+            return -(first_physical + i + 1)
+        self.writer.submit(start, plain, count, length)
         return length
 
 
@@ -206,25 +254,31 @@ _worker_state: dict = {}
 def _worker_encrypt(task: tuple[int, int]) -> int:
     m, slot = task
     st = _worker_state
-    entries = memoryview(st["shm"])[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
-    return st["cipher"].encrypt_group(st["src"], m, st["size"], entries)
+    length = _read_plain(st["src"], m, st["size"], st["inbuf"])
+    entries = st["cipher"].encrypt_group(st["inbuf"], m, st["size"])
+    st["shm"][slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES] = entries
+    return length
 
 
 def _worker_decrypt(task: tuple[int, int]) -> int:
     m, slot = task
     st = _worker_state
-    entries = memoryview(st["shm"])[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
-    return st["cipher"].decrypt_group(st["src"], m, st["size"], entries)
+    got = _read_sealed(st["src"], m, st["size"], st["inbuf"])
+    entries = st["shm"][slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
+    return st["cipher"].decrypt_group(st["inbuf"], got, m, st["size"], entries)
 
 
 class _Workers:
     """A pool of forked processes that share ``src``/``dst`` descriptors and an entries map."""
 
-    def __init__(self, jobs: int, src: HostFile, dst: HostFile | None, size: int):
+    def __init__(self, jobs: int, src: HostFile, dst: HostFile | None, size: int, out_stride: int):
         self.shm = mmap.mmap(-1, BATCH_GROUPS * ENTRIES_BYTES)
-        _worker_state.update(src=src, size=size, shm=self.shm,
-                             cipher=_GroupCipher(_Writer(dst, background=False)))
+        in_stride = SEALED_SIZE if out_stride == NODE_SIZE else NODE_SIZE
+        _worker_state.update(src=src, size=size, shm=self.shm, inbuf=_NodeBuffer(in_stride),
+                             cipher=_GroupCipher(_Writer(dst, out_stride, background=False)))
         try:
+            import multiprocessing  # only --jobs pays for it
+
             self.pool = multiprocessing.get_context("fork").Pool(jobs)
         finally:
             _worker_state.clear()
@@ -235,8 +289,11 @@ class _Workers:
         chunk = max(1, len(tasks) // (self.jobs * 4))
         return self.pool.map(func, tasks, chunksize=chunk)
 
-    def entries(self, slot: int) -> memoryview:
-        return memoryview(self.shm)[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
+    def entries(self, slot: int) -> bytes:
+        return self.shm[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
+
+    def set_entries(self, slot: int, entries: bytes | bytearray | memoryview) -> None:
+        self.shm[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES] = entries
 
     def close(self) -> None:
         self.pool.terminate()
@@ -265,7 +322,7 @@ class _MhtBuilder:
         self.stack: list[tuple[int, bytearray]] = []
         self.root: tuple[bytes, bytes] = (bytes(KEY_SIZE), bytes(MAC_SIZE))
 
-    def push(self, m: int, entries: memoryview | bytes) -> None:
+    def push(self, m: int, entries: bytes | bytearray) -> None:
         """Start MHT node ``m`` (after finishing every node that is not one of its ancestors)."""
         parent = (m - 1) // CHILD_MHT_ENTRIES if m else -1
         while self.stack and self.stack[-1][0] != parent:
@@ -312,16 +369,17 @@ def encrypt_stream(src: HostFile, dst: HostFile, key: bytes, bound_path: str, *,
     _preallocate(dst, node_count(size) * NODE_SIZE)
     if nmht:
         builder = _MhtBuilder(dst)
-        workers = _Workers(jobs, src, dst, size) if jobs > 1 and nmht >= MIN_PARALLEL_GROUPS else None
+        parallel = jobs > 1 and nmht >= MIN_PARALLEL_GROUPS
+        workers = _Workers(jobs, src, dst, size, SEALED_SIZE) if parallel else None
         try:
             if workers is None:
-                writer = _Writer(dst, background=True)
+                writer = _Writer(dst, SEALED_SIZE, background=True)
                 cipher = _GroupCipher(writer)
-                entries = memoryview(bytearray(ENTRIES_BYTES))
+                plain = _NodeBuffer(NODE_SIZE)
                 try:
                     for m in _dfs_preorder(nmht):
-                        done = cipher.encrypt_group(src, m, size, entries)
-                        builder.push(m, entries)
+                        done = _read_plain(src, m, size, plain)
+                        builder.push(m, cipher.encrypt_group(plain, m, size))
                         if progress:
                             progress(done)
                 finally:
@@ -369,14 +427,17 @@ def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_pat
     if src.size() < node_count(size) * NODE_SIZE:  # re-checked: the file may change under us
         raise TruncatedFileError(f"{name}: on-disk size too small for the recorded size", path=name)
     walker = _MhtWalker(src, meta, name)
-    workers = _Workers(jobs, src, dst, size) if jobs > 1 and nmht >= MIN_PARALLEL_GROUPS else None
+    parallel = jobs > 1 and nmht >= MIN_PARALLEL_GROUPS
+    workers = _Workers(jobs, src, dst, size, NODE_SIZE) if parallel else None
     try:
         if workers is None:
-            writer = _Writer(dst, background=True)
+            writer = _Writer(dst, NODE_SIZE, background=True)
             cipher = _GroupCipher(writer)
+            sealed = _NodeBuffer(SEALED_SIZE)
             try:
                 for m in _dfs_preorder(nmht):
-                    done = cipher.decrypt_group(src, m, size, walker.visit(m))
+                    got = _read_sealed(src, m, size, sealed)
+                    done = cipher.decrypt_group(sealed, got, m, size, walker.visit(m))
                     if done < 0:
                         raise _corrupted(name, -done - 1)
                     if progress:
@@ -386,7 +447,7 @@ def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_pat
         else:
             for groups in _batches(_dfs_preorder(nmht), BATCH_GROUPS):
                 for slot, m in enumerate(groups):
-                    workers.entries(slot)[:] = walker.visit(m)
+                    workers.set_entries(slot, walker.visit(m))
                 results = workers.run(_worker_decrypt, groups)
                 bad = [-r - 1 for r in results if r < 0]
                 if bad:
@@ -415,7 +476,7 @@ class _MhtWalker:
         self.name = name
         self.pending: dict[int, bytes] = {0: meta.root_key + meta.root_mac}
 
-    def visit(self, m: int) -> memoryview:
+    def visit(self, m: int) -> bytes:
         """Decrypt MHT node ``m``; return its data-entry half."""
         entry = self.pending.pop(m)
         physical = mht_physical(m)
@@ -428,7 +489,7 @@ class _MhtWalker:
         for child in range(first, min(first + CHILD_MHT_ENTRIES, self.nmht)):
             off = CHILD_ENTRIES_OFFSET + (child - first) * ENTRY_SIZE
             self.pending[child] = plain[off:off + ENTRY_SIZE]
-        return memoryview(plain)[:ENTRIES_BYTES]
+        return plain[:ENTRIES_BYTES]
 
 
 __all__ = ["decrypt_stream", "encrypt_stream"]

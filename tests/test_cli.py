@@ -363,7 +363,7 @@ def test_usage_errors_are_one_line(work: Path, key_file: Path) -> None:
     assert_one_line_error(run("nonsense", cwd=work), code=2)
     line = assert_one_line_error(run("decrypt", "-w", key_file, "-i", "x", "-o", "y", "-V", "--expect-path",
                                      "z", cwd=work), code=2)
-    assert "not both" in line
+    assert "only one of" in line
 
 
 def test_cli_runner_error_is_one_line(work: Path, key_file: Path) -> None:

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -353,6 +352,8 @@ def run_file_jobs(op: FileOp, jobs: list[FileJob], params: dict[str, Any], *, wo
     """
     if workers > 1 and len(jobs) > 1:
         params = {**params, "jobs": 1} if "jobs" in params else params
+        from concurrent.futures import ProcessPoolExecutor  # only trees with --jobs pay for it
+
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
             futures = [pool.submit(_run_one_in_worker, op, job, params) for job in jobs]
             try:

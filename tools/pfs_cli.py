@@ -29,7 +29,6 @@ from pfs.keys import generate_key_file, load_key
 from pfs.paths import bound_path_for, normalize_bound_path
 from pfs.protected_file import ProtectedFile
 from pfs.stream import decrypt_stream, encrypt_stream
-from pfs.tamper import make_tampered_variants
 
 from .cli_support import (
     AtomicOutput,
@@ -689,6 +688,8 @@ def tamper(ctx: click.Context, wrap_key: str, input_path: str, output: str, forc
     created: list[str] = []
     make_dirs(output, created)
     try:
+        from pfs.tamper import make_tampered_variants  # rarely used: keep it off the start-up path
+
         variants = make_tampered_variants(input_path, key, output, overwrite=force)
     finally:
         prune_dirs(created)
