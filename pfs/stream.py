@@ -17,6 +17,7 @@ metadata nodes stay in the parent.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import queue
 import threading
@@ -53,7 +54,7 @@ Progress = Callable[[int], None] | None
 
 GROUP_DATA_BYTES = DATA_ENTRIES_PER_MHT * NODE_SIZE
 ENTRIES_BYTES = DATA_ENTRIES_PER_MHT * ENTRY_SIZE  # the data-entry half of an MHT node
-BATCH_GROUPS = 64  # groups per parallel batch (~25 MB of plaintext)
+BATCH_GROUPS = 256  # groups per parallel batch (~100 MB of plaintext, 768 KiB of entries)
 MIN_PARALLEL_GROUPS = 8  # below this, forking workers costs more than it saves
 
 
@@ -141,7 +142,8 @@ class _Writer:
             self.free.put(_NodeBuffer(stride))
         self.error: BaseException | None = None
         if self.background:
-            self.jobs: queue.SimpleQueue[tuple[int, _NodeBuffer, int, int] | None] = queue.SimpleQueue()
+            self.jobs: queue.SimpleQueue[tuple[int, _NodeBuffer, int, int] | threading.Event | None] = \
+                queue.SimpleQueue()
             self.thread = threading.Thread(target=self._run, name="pfs-writer", daemon=True)
             self.thread.start()
 
@@ -168,8 +170,20 @@ class _Writer:
         else:
             self.dst.writev_at(offset, buf.bodies[:count])
 
+    def drain(self) -> None:
+        """Wait until every submitted write is done; re-raise the first write error."""
+        if self.background:
+            done = threading.Event()
+            self.jobs.put(done)
+            done.wait()
+        if self.error is not None:
+            raise self.error
+
     def _run(self) -> None:
         while (job := self.jobs.get()) is not None:
+            if isinstance(job, threading.Event):
+                job.set()
+                continue
             offset, buf, count, length = job
             try:
                 if self.error is None:
@@ -251,31 +265,51 @@ class _GroupCipher:
 _worker_state: dict = {}
 
 
-def _worker_encrypt(task: tuple[int, int]) -> int:
-    m, slot = task
+def _worker_cipher() -> _GroupCipher:
+    """This worker's cipher, with its own background writer (threads don't survive fork)."""
     st = _worker_state
-    length = _read_plain(st["src"], m, st["size"], st["inbuf"])
-    entries = st["cipher"].encrypt_group(st["inbuf"], m, st["size"])
-    st["shm"][slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES] = entries
-    return length
+    if "cipher" not in st:
+        st["cipher"] = _GroupCipher(_Writer(st["dst"], st["out_stride"], background=True))
+    return st["cipher"]
 
 
-def _worker_decrypt(task: tuple[int, int]) -> int:
-    m, slot = task
+def _worker_encrypt(task: tuple[int, list[int]]) -> list[int]:
+    """Encrypt a run of groups; their entries go to the shared map. Returns their lengths."""
+    first_slot, groups = task
     st = _worker_state
-    got = _read_sealed(st["src"], m, st["size"], st["inbuf"])
-    entries = st["shm"][slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
-    return st["cipher"].decrypt_group(st["inbuf"], got, m, st["size"], entries)
+    cipher = _worker_cipher()
+    lengths = []
+    for slot, m in enumerate(groups, first_slot):
+        lengths.append(_read_plain(st["src"], m, st["size"], st["inbuf"]))
+        st["shm"][slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES] = cipher.encrypt_group(st["inbuf"], m, st["size"])
+    cipher.writer.drain()
+    return lengths
+
+
+def _worker_decrypt(task: tuple[int, list[int]]) -> list[int]:
+    """Decrypt a run of groups with the entries in the shared map; see ``decrypt_group``."""
+    first_slot, groups = task
+    st = _worker_state
+    cipher = _worker_cipher()
+    results = []
+    for slot, m in enumerate(groups, first_slot):
+        got = _read_sealed(st["src"], m, st["size"], st["inbuf"])
+        entries = st["shm"][slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
+        results.append(cipher.decrypt_group(st["inbuf"], got, m, st["size"], entries))
+        if results[-1] < 0:
+            break
+    cipher.writer.drain()
+    return results
 
 
 class _Workers:
     """A pool of forked processes that share ``src``/``dst`` descriptors and an entries map."""
 
     def __init__(self, jobs: int, src: HostFile, dst: HostFile | None, size: int, out_stride: int):
-        self.shm = mmap.mmap(-1, BATCH_GROUPS * ENTRIES_BYTES)
+        self.shm = mmap.mmap(-1, 2 * BATCH_GROUPS * ENTRIES_BYTES)  # two batches in flight
         in_stride = SEALED_SIZE if out_stride == NODE_SIZE else NODE_SIZE
-        _worker_state.update(src=src, size=size, shm=self.shm, inbuf=_NodeBuffer(in_stride),
-                             cipher=_GroupCipher(_Writer(dst, out_stride, background=False)))
+        _worker_state.update(src=src, dst=dst, size=size, shm=self.shm, inbuf=_NodeBuffer(in_stride),
+                             out_stride=out_stride)
         try:
             import multiprocessing  # only --jobs pays for it
 
@@ -284,10 +318,22 @@ class _Workers:
             _worker_state.clear()
         self.jobs = jobs
 
-    def run(self, func: Callable[[tuple[int, int]], int], groups: list[int]) -> list[int]:
-        tasks = [(m, slot) for slot, m in enumerate(groups)]
-        chunk = max(1, len(tasks) // (self.jobs * 4))
-        return self.pool.map(func, tasks, chunksize=chunk)
+    def submit(self, func: Callable[[tuple[int, list[int]]], list[int]], groups: list[int], base: int):
+        """Start ``func`` over one batch of ``groups`` (slots from ``base``), in runs of consecutive
+        slots; return a handle for :meth:`collect`."""
+        run = max(1, -(-len(groups) // (self.jobs * 4)))
+        tasks = [(base + first, groups[first:first + run]) for first in range(0, len(groups), run)]
+        return self.pool.map_async(func, tasks, chunksize=1)
+
+    @staticmethod
+    def collect(handle) -> list[int]:
+        """Wait for a batch; its results, flattened."""
+        return [r for results in handle.get() for r in results]
+
+    def batches(self, nmht: int) -> Iterator[tuple[int, list[int]]]:
+        """(first slot, groups) of each batch in depth-first order, alternating halves of the map."""
+        for i, groups in enumerate(_batches(_dfs_preorder(nmht), BATCH_GROUPS)):
+            yield (i % 2) * BATCH_GROUPS, groups
 
     def entries(self, slot: int) -> bytes:
         return self.shm[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES]
@@ -385,12 +431,18 @@ def encrypt_stream(src: HostFile, dst: HostFile, key: bytes, bound_path: str, *,
                 finally:
                     writer.close()
             else:
-                for groups in _batches(_dfs_preorder(nmht), BATCH_GROUPS):
-                    done = workers.run(_worker_encrypt, groups)
-                    for slot, m in enumerate(groups):
-                        builder.push(m, workers.entries(slot))
-                    if progress:
-                        progress(sum(done))
+                # batch k+1 runs in the workers while the parent builds batch k's MHT nodes
+                pending = None
+                for base, groups in itertools.chain(workers.batches(nmht), [(0, [])]):
+                    handle = workers.submit(_worker_encrypt, groups, base) if groups else None
+                    if pending is not None:
+                        done_base, done_groups, done_handle = pending
+                        done = workers.collect(done_handle)
+                        for slot, m in enumerate(done_groups, done_base):
+                            builder.push(m, workers.entries(slot))
+                        if progress:
+                            progress(sum(done))
+                    pending = (base, groups, handle)
         finally:
             if workers is not None:
                 workers.close()
@@ -445,15 +497,22 @@ def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_pat
             finally:
                 writer.close()
         else:
-            for groups in _batches(_dfs_preorder(nmht), BATCH_GROUPS):
-                for slot, m in enumerate(groups):
-                    workers.set_entries(slot, walker.visit(m))
-                results = workers.run(_worker_decrypt, groups)
-                bad = [-r - 1 for r in results if r < 0]
-                if bad:
-                    raise _corrupted(name, min(bad))
-                if progress:
-                    progress(sum(results))
+            # the parent opens batch k+1's MHT nodes while the workers check batch k
+            pending = None
+            for base, groups in itertools.chain(workers.batches(nmht), [(0, [])]):
+                handle = None
+                if groups:
+                    for slot, m in enumerate(groups, base):
+                        workers.set_entries(slot, walker.visit(m))
+                    handle = workers.submit(_worker_decrypt, groups, base)
+                if pending is not None:
+                    results = workers.collect(pending)
+                    bad = [-r - 1 for r in results if r < 0]
+                    if bad:
+                        raise _corrupted(name, min(bad))
+                    if progress:
+                        progress(sum(results))
+                pending = handle
     finally:
         if workers is not None:
             workers.close()

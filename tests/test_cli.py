@@ -541,3 +541,23 @@ def test_verify_first_bad_node_in_file_order(tmp_path: Path, jobs: str) -> None:
     proc = run("verify", "-w", VECTORS / "wrap_key.bin", tmp_path / "f", "--jobs", jobs)
     assert proc.returncode == 1
     assert f"BAD  {tmp_path / 'f'}: corrupted node 2000 " in proc.stdout
+
+
+def test_tree_bind_prefix_checked_on_decrypt_and_verify(tmp_path: Path, key_file: Path) -> None:
+    plain = tmp_path / "plain"
+    (plain / "sub").mkdir(parents=True)
+    (plain / "a.txt").write_bytes(b"alpha" * 1000)
+    (plain / "sub" / "b.bin").write_bytes(os.urandom(500_000))
+    assert_ok(run("encrypt", "-w", key_file, "-i", plain, "-o", tmp_path / "enc", "--bind-prefix", "/data"))
+    assert_ok(run("verify", "-w", key_file, tmp_path / "enc", "--bind-prefix", "/data"))
+    assert_ok(run("decrypt", "-w", key_file, "-i", tmp_path / "enc", "-o", tmp_path / "dec",
+                  "--bind-prefix", "/data", "--no-fsync"))
+    assert (tmp_path / "dec" / "sub" / "b.bin").read_bytes() == (plain / "sub" / "b.bin").read_bytes()
+    # the wrong prefix is a path mismatch for every file, and nothing is written
+    bad = run("decrypt", "-w", key_file, "-i", tmp_path / "enc", "-o", tmp_path / "dec2", "--bind-prefix", "/other")
+    assert bad.returncode == 1
+    assert "'/data/sub/b.bin'" in bad.stdout + bad.stderr and "'/other/sub/b.bin'" in bad.stdout + bad.stderr
+    assert not (tmp_path / "dec2").exists()
+    bad = run("verify", "-w", key_file, tmp_path / "enc", "--bind-prefix", "/other")
+    assert bad.returncode == 1
+    assert "0 files ok, 2 bad" in bad.stdout
