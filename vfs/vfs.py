@@ -297,7 +297,8 @@ class VFS:
 
     def dir_listing(self, loc: Location) -> list[tuple[str, int, int]]:
         inode = loc.inode
-        out = [(".", inode.ino, dirent_type(inode.mode)), ("..", inode.ino, dirent_type(inode.mode))]
+        up = loc.parent.inode if loc.parent is not None else inode
+        out = [(".", inode.ino, dirent_type(inode.mode)), ("..", up.ino, dirent_type(up.mode))]
         seen = set()
         for name, child in inode.entries():
             mount = self.mounts.at(_join(loc.path, name))
