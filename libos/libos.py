@@ -105,7 +105,7 @@ class LibOS:
         if not (manifest.trusted_files or manifest.allowed_files or "file_check_policy" in sgx):
             return {}
         return {
-            "trusted": {t.uri: t.sha256 for t in manifest.trusted_files},
+            "trusted": {t.path: t.sha256 for t in manifest.trusted_files},
             "allowed": list(manifest.allowed_files),
             "policy": manifest.file_check_policy,
         }
