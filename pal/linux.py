@@ -133,3 +133,131 @@ class HostFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------- host file-system calls
+# Thin wrappers over ``os``: the host-backed file systems of the VFS (chroot, encrypted) make
+# every host call through these. Errors propagate as the host's ``OSError`` (errno kept).
+
+
+def host_lstat(path: str) -> os.stat_result:
+    """``lstat(2)``."""
+    return os.lstat(path)
+
+
+def host_stat(path: str) -> os.stat_result:
+    """``stat(2)`` (follows symlinks)."""
+    return os.stat(path)
+
+
+def host_fstat(fd: int) -> os.stat_result:
+    """``fstat(2)``."""
+    return os.fstat(fd)
+
+
+def host_listdir(path: str) -> list[str]:
+    """Names in the host folder ``path`` (without ``.`` and ``..``)."""
+    return os.listdir(path)
+
+
+def host_open(path: str, flags: int, mode: int = 0o777) -> int:
+    """``open(2)``; the descriptor is always close-on-exec."""
+    return os.open(path, flags | os.O_CLOEXEC, mode)
+
+
+def host_close(fd: int) -> None:
+    os.close(fd)
+
+
+def host_pread(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes at ``offset`` (fewer only at end of file)."""
+    chunks = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+        size -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def host_pwrite(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
+    """Write all of ``data`` at ``offset``; return its length."""
+    view = memoryview(data).cast("B")
+    total = len(view)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
+    return total
+
+
+def host_ftruncate(fd: int, size: int) -> None:
+    os.ftruncate(fd, size)
+
+
+def host_truncate(path: str, size: int) -> None:
+    os.truncate(path, size)
+
+
+def host_fsync(fd: int) -> None:
+    os.fsync(fd)
+
+
+def host_mkdir(path: str, mode: int) -> None:
+    os.mkdir(path, mode)
+
+
+def host_rmdir(path: str) -> None:
+    os.rmdir(path)
+
+
+def host_unlink(path: str) -> None:
+    os.unlink(path)
+
+
+def host_rename(src: str, dst: str) -> None:
+    """``rename(2)``: replaces ``dst`` atomically."""
+    os.rename(src, dst)
+
+
+def host_link(src: str, dst: str) -> None:
+    """``link(2)`` (a symlink ``src`` is linked itself, not followed)."""
+    os.link(src, dst, follow_symlinks=False)
+
+
+def host_symlink(target: str, path: str) -> None:
+    os.symlink(target, path)
+
+
+def host_readlink(path: str) -> str:
+    return os.readlink(path)
+
+
+def host_mkfifo(path: str, mode: int) -> None:
+    os.mkfifo(path, mode)
+
+
+def host_chmod(path: str, mode: int) -> None:
+    """``chmod(2)`` (follows symlinks: Linux can't chmod a symlink)."""
+    os.chmod(path, mode)
+
+
+def host_lchown(path: str, uid: int, gid: int) -> None:
+    """``lchown(2)``; -1 leaves an id as it is."""
+    os.chown(path, uid, gid, follow_symlinks=False)
+
+
+def host_utime(path: str, atime_ns: int, mtime_ns: int) -> None:
+    """Set both timestamps of ``path`` (not following a symlink)."""
+    os.utime(path, ns=(atime_ns, mtime_ns), follow_symlinks=False)
+
+
+def host_statvfs(path: str) -> os.statvfs_result:
+    return os.statvfs(path)
+
+
+def host_geteuid() -> int:
+    """The host process's effective uid."""
+    return os.geteuid()
