@@ -4,7 +4,10 @@ The first (and default) platform is plain Linux, in :mod:`pal.linux`.
 """
 
 from .linux import (
+    HostDevice,
     HostFile,
+    clock_ticks,
+    cpu_count,
     host_chmod,
     host_close,
     host_fstat,
@@ -20,6 +23,7 @@ from .linux import (
     host_open,
     host_pread,
     host_pwrite,
+    host_read_text,
     host_readlink,
     host_rename,
     host_rmdir,
@@ -29,12 +33,17 @@ from .linux import (
     host_truncate,
     host_unlink,
     host_utime,
+    page_size,
     random_bytes,
     time_ns,
+    uname,
 )
 
 __all__ = [
+    "HostDevice",
     "HostFile",
+    "clock_ticks",
+    "cpu_count",
     "host_chmod",
     "host_close",
     "host_fstat",
@@ -50,6 +59,7 @@ __all__ = [
     "host_open",
     "host_pread",
     "host_pwrite",
+    "host_read_text",
     "host_readlink",
     "host_rename",
     "host_rmdir",
@@ -59,6 +69,8 @@ __all__ = [
     "host_truncate",
     "host_unlink",
     "host_utime",
+    "page_size",
     "random_bytes",
     "time_ns",
+    "uname",
 ]

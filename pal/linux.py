@@ -1,4 +1,4 @@
-"""The Linux host platform: host files, randomness and time."""
+"""The Linux host platform: host files, randomness, time, and the host facts /proc reports."""
 
 from __future__ import annotations
 
@@ -14,6 +14,57 @@ def random_bytes(n: int) -> bytes:
 def time_ns() -> int:
     """Wall-clock time in nanoseconds."""
     return time.time_ns()
+
+
+def host_read_text(path: str) -> str:
+    """The whole text of a small host file (``/proc/meminfo`` and the like); ``OSError`` as the host gives it."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return f.read()
+
+
+def cpu_count() -> int:
+    """Online CPUs of the host (at least 1)."""
+    return os.cpu_count() or 1
+
+
+def clock_ticks() -> int:
+    """Clock ticks per second (``sysconf(_SC_CLK_TCK)``, the unit of times in ``/proc/PID/stat``)."""
+    try:
+        return os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError):
+        return 100
+
+
+def page_size() -> int:
+    """The host's memory page size in bytes."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 4096
+
+
+def uname() -> os.uname_result:
+    """The host's ``uname(2)``: sysname, nodename, release, version, machine."""
+    return os.uname()
+
+
+class HostDevice:
+    """A host character device (``/dev/tty``) opened for stream I/O: no offsets, reads may be short."""
+
+    def __init__(self, path: str, flags: int):
+        self.name = path
+        self.fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOCTTY)
+
+    def read(self, size: int) -> bytes:
+        return os.read(self.fd, size)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        return os.write(self.fd, data)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
 
 
 class HostFile:
