@@ -146,7 +146,8 @@ class TmpDir(Inode):
         self.touch(mtime=True, ctime=True)
 
     def rename(self, name: str, new_dir: Inode, new_name: str) -> None:
-        assert isinstance(new_dir, TmpDir)
+        if not isinstance(new_dir, TmpDir):  # a tmpfs directory inside another file system (/dev/shm)
+            raise err(errno.EXDEV)
         inode = self.children[name]
         old = new_dir.children.get(new_name)
         if old is inode:
