@@ -283,12 +283,19 @@ class HostInode(Inode):
                 return self._st
         except (FileNotFoundError, NotADirectoryError):
             pass
-        for handle in list(self.handles):
-            if handle.fd >= 0:
-                self.set_host_stat(pal.host_fstat(handle.fd))
-                return self._st
+        fd = self.host_fd()
+        if fd is not None:
+            self.set_host_stat(pal.host_fstat(fd))
+            return self._st
         self._st = self._st._replace(st_nlink=0)
         return self._st
+
+    def host_fd(self) -> int | None:
+        """A host descriptor open on this object, if any (how an unlinked file is still reached)."""
+        for handle in list(self.handles):
+            if handle.fd >= 0:
+                return handle.fd
+        return None
 
     def stat(self) -> Stat:
         return self.refresh()
