@@ -19,8 +19,9 @@ Behaviour, matched against Linux (root and non-root):
   ``SEEK_END`` = snapshot length), while ``stat`` reports size 0 as Linux does.
 - Permission bits are Linux's (``status`` 0444, ``environ`` 0400, ``fd/`` 0500, ``comm`` 0644
   ...), owned by the process's uid/gid, so the VFS refuses non-root writers with EACCES. Root may
-  open a process or machine file for writing, as on Linux, and ``write`` then fails with EIO (as
-  Linux does for files without a write method); ``truncate`` is a no-op. The ``/proc/sys`` files
+  open a process or machine file for writing, as on Linux, and ``write`` then fails as on Linux:
+  EIO for the machine files, EINVAL for the per-process ones (``comm`` too: renaming a process
+  isn't supported); ``truncate`` is a no-op. The ``/proc/sys`` files
   refuse a writable ``open`` with EACCES even for root (Linux does this for its read-only sysctls;
   the writable ones -- hostname, pid_max, pipe-max-size -- cannot be changed here either).
 - Creating names (``open(O_CREAT)``, ``mkdir``, ``symlink``, ``mknod``, ``link``, ``rename`` to a
@@ -270,17 +271,18 @@ def _ino(pid: int, kind: int, n: int) -> int:
 
 
 class SnapshotHandle(Handle):
-    """An open /proc file: the bytes generated at open time. Writes fail with EIO (as Linux's
-    files without a write method); truncation is ignored."""
+    """An open /proc file: the bytes generated at open time. Writes fail with ``write_errno``
+    (Linux: EIO for the machine files, EINVAL for per-process ones); truncation is ignored."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, write_errno: int = errno.EIO):
         self.data = data
+        self.write_errno = write_errno
 
     def read(self, offset: int, size: int) -> bytes:
         return self.data[offset:offset + size]
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
-        raise err(errno.EIO)
+        raise err(self.write_errno)
 
     def truncate(self, size: int) -> None:
         pass
@@ -327,7 +329,7 @@ class ProcFile(Inode):
     def open(self, flags: int) -> Handle:
         if self.sysctl and flags & 3 != os.O_RDONLY:
             raise err(errno.EACCES)
-        return SnapshotHandle(self.generate())
+        return SnapshotHandle(self.generate(), errno.EINVAL if self.per_process else errno.EIO)
 
     def truncate(self, size: int) -> None:
         pass
