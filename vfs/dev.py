@@ -226,7 +226,11 @@ class KeysDir(DevDir):
         fs: DevFs = self.fs  # type: ignore[assignment]
         if name in self._names():
             raise err(errno.EEXIST)
-        fs.pending_keys.add(name)
+        declare = getattr(fs.keys, "declare", None)
+        if declare is not None:
+            declare(name)  # the store lists it from now on
+        else:
+            fs.pending_keys.add(name)
         return KeyFile(fs, name)
 
 
