@@ -236,11 +236,12 @@ class _ProcView:
             cmdline=list(proc.argv), cwd=proc.ctx.cwd.path, exe=proc.exe, root=proc.ctx.root.path,
             fds={fd: f.path for fd, f in proc.fds.items()}, uid=proc.ctx.uid, gid=proc.ctx.gid,
             umask=proc.ctx.umask, state="R", threads=1, start_time_ns=proc.start_time_ns,
-            environ=dict(proc.env))
+            environ=dict(proc.env),
+            fdinfo={fd: (f.offset, f.flags) for fd, f in proc.fds.items()})
 
-    def mount_lines(self) -> list[tuple[str, str, str, str]]:
+    def mount_lines(self) -> list[tuple[str, str, str, str, int]]:
         lines = []
         for mount in self.libos.vfs.mounts:
             opts = "ro" if mount.readonly else "rw"
-            lines.append((mount.fs.describe(), mount.path, mount.fs.type_name, opts))
+            lines.append((mount.fs.describe(), mount.path, mount.fs.type_name, opts, mount.fs.dev))
         return lines
