@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .manifest import Manifest, MountSpec
 
 log = logging.getLogger("libos")
+O_LARGEFILE = 0o100000  # what Linux reports for every file opened on 64-bit
 
 
 class _PipeFs(FileSystem):
@@ -237,7 +238,7 @@ class _ProcView:
             fds={fd: f.path for fd, f in proc.fds.items()}, uid=proc.ctx.uid, gid=proc.ctx.gid,
             umask=proc.ctx.umask, state="R", threads=1, start_time_ns=proc.start_time_ns,
             environ=dict(proc.env),
-            fdinfo={fd: (f.offset, f.flags) for fd, f in proc.fds.items()})
+            fdinfo={fd: (f.offset, f.flags | O_LARGEFILE) for fd, f in proc.fds.items()})
 
     def mount_lines(self) -> list[tuple[str, str, str, str, int]]:
         lines = []

@@ -199,7 +199,7 @@ class Process:
             return 0
         if cmd == F_GETFL:
             # Linux reports O_LARGEFILE (0o100000) on 64-bit for files opened by open(2)
-            return file.flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC | os.O_CLOEXEC) | 0o100000
+            return (file.flags & ~os.O_CLOEXEC) | 0o100000
         if cmd == F_SETFL:
             with file.lock:
                 file.flags = (file.flags & ~SETFL_MASK) | (arg & SETFL_MASK)

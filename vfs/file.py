@@ -41,7 +41,8 @@ class OpenFile:
                  pipe_end: str | None = None):
         self.location = location
         self.inode: Inode = location.inode
-        self.flags = flags
+        # creation flags act once, at open; Linux doesn't keep them in the description
+        self.flags = flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_TRUNC)
         self.handle = handle
         self.pipe = pipe
         self.pipe_end = pipe_end  # "r" or "w" for pipes and FIFOs
