@@ -359,3 +359,20 @@ def test_no_policy_is_plain_passthrough(host: Path, caplog: pytest.LogCaptureFix
 def test_unknown_policy_is_rejected(host: Path) -> None:
     with pytest.raises(ValueError):
         ChrootFs(str(host), policy="lenient")
+
+
+def test_listed_trusted_files_are_verified_whatever_the_policy(host: Path) -> None:
+    (host / "t").write_bytes(b"changed")
+    vfs, ctx, _ = make_vfs(host, trusted={str(host / "t"): sha(b"original")})
+    with pytest.raises(OSError) as exc:
+        vfs.open(ctx, "/host/t", os.O_RDONLY)
+    assert exc.value.errno == errno.EACCES
+    (host / "other").write_bytes(b"o")
+    assert read_all(vfs, ctx, "/host/other") == b"o"  # no policy: unlisted files pass
+
+
+def test_statfs_is_the_hosts(host: Path) -> None:
+    vfs, ctx, _ = make_vfs(host)
+    info = vfs.statfs(ctx, "/host")
+    v = os.statvfs(host)
+    assert (info["f_bsize"], info["f_blocks"], info["f_files"]) == (v.f_bsize, v.f_blocks, v.f_files)

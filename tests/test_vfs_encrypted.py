@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -338,3 +339,24 @@ def test_single_file_mount(work: Path) -> None:
     vfs.mounts.mount("/one", EncryptedFs("enc/one", keys=KeyStore({"default": key_of(work)})))
     assert get(vfs, ctx, "/one") == key_of(work)
     assert vfs.stat(ctx, "/one").st_size == 16
+
+
+def test_concurrent_writers_through_two_descriptions(work: Path) -> None:
+    vfs, ctx, _ = make_vfs()
+    chunk = 3000
+    files = [vfs.open(ctx, "/secret/c", CREAT) for _ in range(2)]
+
+    def writer(k: int) -> None:
+        for i in range(k, 40, 2):
+            files[k].pwrite(bytes([i]) * chunk, i * chunk)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for f in files:
+        f.decref()
+    expected = b"".join(bytes([i]) * chunk for i in range(40))
+    assert get(vfs, ctx, "/secret/c") == expected
+    assert pfs_decrypt(work, "enc/c", "enc/c") == expected
