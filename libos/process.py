@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from vfs.file import O_ACCMODE, SETFL_MASK, OpenFile
+from vfs.file import O_ACCMODE, O_PATH, SETFL_MASK, OpenFile
 from vfs.node import Stat, err
 from vfs.vfs import AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, Context, Location
 
@@ -223,6 +223,8 @@ class Process:
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         self._enter()
+        if offset < 0:
+            raise err(errno.EINVAL)  # checked before the descriptor, as Linux does
         return self.fds.get(fd).pread(size, offset)
 
     def readv(self, fd: int, buffers: Sequence[bytearray | memoryview]) -> int:
@@ -231,7 +233,10 @@ class Process:
         if len(buffers) > IOV_MAX:
             raise err(errno.EINVAL)
         file = self.fds.get(fd)
-        data = file.read(sum(len(b) for b in buffers))
+        total = sum(len(b) for b in buffers)
+        if total == 0 and file.readable:
+            return 0  # Linux returns before the file's read operation (so even for a folder)
+        data = file.read(total)
         pos = 0
         for buf in buffers:
             chunk = data[pos:pos + len(buf)]
@@ -245,6 +250,8 @@ class Process:
 
     def pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
         self._enter()
+        if offset < 0:
+            raise err(errno.EINVAL)
         return self.fds.get(fd).pwrite(data, offset)
 
     def writev(self, fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> int:
@@ -266,6 +273,8 @@ class Process:
 
     def ftruncate(self, fd: int, length: int) -> None:
         self._enter()
+        if length < 0:
+            raise err(errno.EINVAL)
         self.fds.get(fd).truncate(length)
 
     # ------------------------------------------------------------------ metadata
@@ -299,6 +308,8 @@ class Process:
     def fchmod(self, fd: int, mode: int) -> None:
         self._enter()
         file = self.fds.get(fd)
+        if file.flags & O_PATH:
+            raise err(errno.EBADF)
         file.inode.chmod(mode)
 
     def chown(self, path: str, uid: int, gid: int) -> None:
@@ -416,6 +427,8 @@ class Process:
 
     def getcwd(self) -> str:
         self._enter()
+        if self.ctx.cwd.inode.nlink == 0:
+            raise err(errno.ENOENT)  # the cwd was removed
         return self.ctx.cwd.path
 
     def umask(self, mask: int) -> int:

@@ -98,10 +98,10 @@ class OpenFile:
     def _check_io(self, want_write: bool) -> None:
         if self.flags & O_PATH:
             raise err(errno.EBADF)
-        if self.inode.is_dir:
-            raise err(errno.EISDIR)
         if (want_write and not self.writable) or (not want_write and not self.readable):
             raise err(errno.EBADF)
+        if self.inode.is_dir:
+            raise err(errno.EISDIR)
 
     def read(self, size: int) -> bytes:
         """``read(2)``: at the current offset, advancing it."""
@@ -209,6 +209,8 @@ class OpenFile:
     def fsync(self) -> None:
         if self.flags & O_PATH:
             raise err(errno.EBADF)
+        if self.pipe is not None:
+            raise err(errno.EINVAL)
         if self.handle is not None:
             self.handle.fsync()
 

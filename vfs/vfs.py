@@ -212,10 +212,7 @@ class VFS:
         parent = walk.cur
         if not parent.inode.is_dir:
             raise err(errno.ENOTDIR, path)
-        name = names[-1]
-        if len(name.encode(errors="surrogateescape")) > NAME_MAX:
-            raise err(errno.ENAMETOOLONG, path)
-        return parent, name, path.endswith("/")
+        return parent, names[-1], path.endswith("/")
 
     def _maybe_child(self, ctx: Context, parent: Location, name: str, path: str) -> Location | None:
         try:
@@ -234,9 +231,9 @@ class VFS:
 
     def access(self, ctx: Context, path: str, mode: int) -> None:
         """``access(2)``: raise unless the caller may ``mode`` (F_OK = 0)."""
-        loc = self.lookup(ctx, path)
         if mode & ~7:
             raise err(errno.EINVAL, path)
+        loc = self.lookup(ctx, path)
         if mode & W_OK and loc.mount.readonly:
             raise err(errno.EROFS, path)
         if mode and not self.may(ctx, loc.inode, mode):
@@ -314,6 +311,8 @@ class VFS:
     # ================================================================== namespace changes
 
     def _parent_for_change(self, ctx: Context, parent: Location, path: str) -> None:
+        if parent.inode.nlink == 0:
+            raise err(errno.ENOENT, path)  # a removed directory takes no new entries
         self._writable_mount(parent, path)
         self._require(ctx, parent.inode, W_OK | X_OK, path)
 
@@ -322,7 +321,10 @@ class VFS:
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
         self._parent_for_change(ctx, parent, path)
-        parent.inode.mkdir(name, mode & ~ctx.umask & 0o7777, ctx.uid, self._new_gid(ctx, parent))
+        perm = mode & ~ctx.umask & 0o1777  # mkdir drops set-user/group-ID from its argument...
+        if parent.inode.mode & st.S_ISGID:
+            perm |= st.S_ISGID  # ...and inherits set-group-ID from the parent
+        parent.inode.mkdir(name, perm, ctx.uid, self._new_gid(ctx, parent))
 
     def mknod(self, ctx: Context, path: str, mode: int) -> None:
         """Create a FIFO (``mode`` with S_IFIFO) or a regular file (S_IFREG or no type)."""
@@ -419,6 +421,8 @@ class VFS:
             raise err(errno.EXDEV, new)
         if dst is not None and dst.inode is src.inode:
             return
+        if dst is not None and src.path.startswith(dst.path.rstrip("/") + "/"):
+            raise err(errno.ENOTEMPTY, new)  # the target is an ancestor of the source
         if src.inode.is_dir:
             # a directory can't move below itself
             prefix = src.path.rstrip("/") + "/"
@@ -452,6 +456,8 @@ class VFS:
         O_DIRECTORY, O_NOFOLLOW, O_PATH, O_NONBLOCK)."""
         if flags & O_TMPFILE == O_TMPFILE:
             raise err(errno.EOPNOTSUPP, path)
+        if flags & os.O_CREAT and flags & O_DIRECTORY and not flags & O_PATH:
+            raise err(errno.EINVAL, path)  # Linux >= 6.4
         acc = flags & O_ACCMODE
         if flags & O_PATH:
             flags &= O_PATH | O_DIRECTORY | O_NOFOLLOW | os.O_CLOEXEC
@@ -459,8 +465,6 @@ class VFS:
             if flags & O_DIRECTORY and not loc.inode.is_dir:
                 raise err(errno.ENOTDIR, path)
             return OpenFile(loc, flags)
-        if acc == O_ACCMODE:
-            raise err(errno.EINVAL, path)
         created = False
         if flags & os.O_CREAT:
             parent, name, trailing = self.lookup_parent(ctx, path)
@@ -469,6 +473,8 @@ class VFS:
                 loc = self.lookup(ctx, path)
             if loc is not None and flags & os.O_EXCL:
                 raise err(errno.EEXIST, path)
+            if loc is not None and trailing and not loc.inode.is_dir and not loc.inode.is_symlink:
+                raise err(errno.EISDIR, path)
             if loc is not None and loc.inode.is_symlink:
                 if flags & O_NOFOLLOW:
                     raise err(errno.ELOOP, path)
@@ -506,8 +512,9 @@ class VFS:
             self._require(ctx, inode, R_OK, path)
             return OpenFile(loc, flags)
         if not created:
-            want = (R_OK if acc in (os.O_RDONLY, os.O_RDWR) else 0) | (W_OK if acc != os.O_RDONLY else 0)
-            if flags & os.O_TRUNC and acc == os.O_RDONLY:
+            # access mode 3 asks for both permissions and grants neither (ioctl-only descriptors)
+            want = (R_OK if acc != os.O_WRONLY else 0) | (W_OK if acc != os.O_RDONLY else 0)
+            if flags & os.O_TRUNC:
                 want |= W_OK
             self._require(ctx, inode, want, path)
         if (acc != os.O_RDONLY or flags & os.O_TRUNC) and loc.mount.readonly and inode.is_reg:
@@ -516,7 +523,7 @@ class VFS:
             return self._open_fifo(loc, flags)
         handle = inode.open(flags)
         try:
-            if flags & os.O_TRUNC and inode.is_reg and acc != os.O_RDONLY and handle.size():
+            if flags & os.O_TRUNC and inode.is_reg and handle.size():
                 with inode.lock:
                     handle.truncate(0)
                 inode.touch(mtime=True, ctime=True)
