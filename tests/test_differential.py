@@ -90,6 +90,13 @@ def _is_ancestor(anc: str, path: str) -> bool:
     return False
 
 
+def _is_symlink(path: str, dir_fd: int | None) -> bool:
+    try:
+        return st.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _is_dir_fd(fd: int) -> bool:
     try:
         return st.S_ISDIR(os.fstat(fd).st_mode)
@@ -100,7 +107,7 @@ def _is_dir_fd(fd: int) -> bool:
 def _is_o_path_fd(fd: int) -> bool:
     try:
         return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & O_PATH)
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -115,7 +122,7 @@ def _io_refused(fd: int, *, write: bool) -> bool:
     """Would read/write on ``fd`` fail because of the descriptor (bad, O_PATH, wrong mode, folder)?"""
     try:
         mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)
-    except OSError:
+    except (OSError, ValueError):
         return True
     acc = flags & 3
     return bool(st.S_ISDIR(mode) or flags & O_PATH or acc == 3 or acc == (os.O_RDONLY if write else os.O_WRONLY))
@@ -202,6 +209,12 @@ KNOWN_BUGS: dict[str, Callable[[tuple], bool]] = {
     "fchmod-o-path": lambda op: op[0] == "fchmod" and _is_o_path_fd(op[1]),
     # rename() of an entry over one of its ancestors gives EISDIR/ENOTDIR (Linux: ENOTEMPTY)
     "rename-over-ancestor": lambda op: op[0] == "rename" and _is_ancestor(op[2], op[1]),
+    # open(symlink, O_NOFOLLOW|O_DIRECTORY) gives ELOOP (Linux: ENOTDIR, checked first)
+    "nofollow-directory-symlink": lambda op: (
+        op[0] in ("open", "openat") and op[-2] & (os.O_NOFOLLOW | os.O_DIRECTORY) == os.O_NOFOLLOW | os.O_DIRECTORY
+        and not op[-2] & O_PATH and _is_symlink(op[-3], op[1] if op[0] == "openat" else None)),
+    # F_GETFL on an O_PATH descriptor includes O_LARGEFILE (Linux: not for O_PATH opens)
+    "getfl-o-path-largefile": lambda op: op[0] == "fcntl" and op[2][0] == fcntl.F_GETFL and _is_o_path_fd(op[1]),
     # fsync on a FIFO succeeds (Linux: EINVAL)
     "fsync-fifo": lambda op: op[0] == "fsync" and _is_fifo_fd(op[1]),
     # Locations keep the path and parent they were resolved with: after a folder holding the cwd
@@ -389,8 +402,8 @@ def describe(op: tuple) -> str:
             shown.append(describe_flags(a))
         elif isinstance(a, str) and len(a) > 20:
             shown.append(f"{a[0]!r}*{len(a)}" if len(set(a)) == 1 else repr(a[:20] + "..."))
-        elif isinstance(a, int) and (name == "umask" or (name in ("mkdir", "chmod", "fchmod", "mkfifo", "open", "openat")
-                                     and i == len(args) - 1)):
+        elif isinstance(a, int) and (name == "umask" or (
+                name in ("mkdir", "chmod", "fchmod", "mkfifo", "open", "openat") and i == len(args) - 1)):
             shown.append(oct(a))
         else:
             shown.append(repr(a))
@@ -562,7 +575,7 @@ PATH_ARGS = {"open": (0,), "truncate": (0,), "stat": (0,), "lstat": (0,), "mkdir
 def _fd_info(fd: int) -> tuple[int, int] | None:
     try:
         return os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 
