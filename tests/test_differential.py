@@ -71,25 +71,6 @@ TOO_LONG = "x" * 256  # ENAMETOOLONG
 # (Each predicate runs in the kernel child, before the call: it may look at the kernel's state.)
 
 
-def _parent_of(path: str) -> str:
-    head = os.path.dirname(path.rstrip("/"))
-    return head or ("/" if path.startswith("/") else ".")
-
-
-def _is_ancestor(anc: str, path: str) -> bool:
-    """Is ``anc`` (not followed if a symlink) a proper ancestor of ``path``'s parent chain?"""
-    try:
-        a = os.lstat(anc)
-        parent = _parent_of(path)
-        for up in range(12):
-            s = os.stat(parent + "/.." * up)
-            if (s.st_dev, s.st_ino) == (a.st_dev, a.st_ino):
-                return True
-    except (OSError, ValueError):
-        pass
-    return False
-
-
 def _is_symlink(path: str, dir_fd: int | None) -> bool:
     try:
         return st.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode)
@@ -97,10 +78,10 @@ def _is_symlink(path: str, dir_fd: int | None) -> bool:
         return False
 
 
-def _is_dir_fd(fd: int) -> bool:
+def _is_dir(path: str, dir_fd: int | None) -> bool:
     try:
-        return st.S_ISDIR(os.fstat(fd).st_mode)
-    except OSError:
+        return st.S_ISDIR(os.stat(path, dir_fd=dir_fd).st_mode)
+    except (OSError, ValueError):
         return False
 
 
@@ -109,23 +90,6 @@ def _is_o_path_fd(fd: int) -> bool:
         return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & O_PATH)
     except (OSError, ValueError):
         return False
-
-
-def _is_fifo_fd(fd: int) -> bool:
-    try:
-        return st.S_ISFIFO(os.fstat(fd).st_mode)
-    except OSError:
-        return False
-
-
-def _io_refused(fd: int, *, write: bool) -> bool:
-    """Would read/write on ``fd`` fail because of the descriptor (bad, O_PATH, wrong mode, folder)?"""
-    try:
-        mode, flags = os.fstat(fd).st_mode, fcntl.fcntl(fd, fcntl.F_GETFL)
-    except (OSError, ValueError):
-        return True
-    acc = flags & 3
-    return bool(st.S_ISDIR(mode) or flags & O_PATH or acc == 3 or acc == (os.O_RDONLY if write else os.O_WRONLY))
 
 
 def _dir_ids_in_use() -> list[list[tuple[int, int]]]:
@@ -148,96 +112,74 @@ def _dir_ids_in_use() -> list[list[tuple[int, int]]]:
     return chains
 
 
-def _moves_or_kills_a_dir_in_use(op: tuple) -> bool:
-    """A rename that moves a folder holding the cwd or an open folder descriptor, or an
-    rmdir/rename that removes such a folder."""
-    if op[0] not in ("rename", "rmdir"):
+def _removes_a_dir_in_use(op: tuple) -> bool:
+    """An rmdir of the cwd or of an open folder, or a rename over one."""
+    if op[0] not in ("rmdir", "rename"):
         return False
-    ids = set()
+    try:
+        s = os.lstat(op[1] if op[0] == "rmdir" else op[2])
+    except (OSError, ValueError):
+        return False
+    return st.S_ISDIR(s.st_mode) and any(chain and chain[0] == (s.st_dev, s.st_ino) for chain in _dir_ids_in_use())
+
+
+def _moves_a_dir_in_use(op: tuple) -> bool:
+    """A rename that moves a folder holding the cwd or an open folder descriptor."""
+    if op[0] != "rename":
+        return False
     try:
         s = os.lstat(op[1])
-        if st.S_ISDIR(s.st_mode):
-            ids.add((s.st_dev, s.st_ino))
-    except (OSError, ValueError):
-        pass
-    if op[0] == "rename":
-        try:
-            s = os.lstat(op[2])
-            if st.S_ISDIR(s.st_mode):
-                ids.add((s.st_dev, s.st_ino))
-        except (OSError, ValueError):
-            pass
-    if not ids:
-        return False
-    if op[0] == "rmdir":
-        return any(chain and chain[0] in ids for chain in _dir_ids_in_use())
-    return any(ids & set(chain) for chain in _dir_ids_in_use())
-
-
-def _parent_is_setgid(path: str) -> bool:
-    try:
-        return bool(os.stat(_parent_of(path)).st_mode & st.S_ISGID)
     except (OSError, ValueError):
         return False
+    if not st.S_ISDIR(s.st_mode):
+        return False
+    return any((s.st_dev, s.st_ino) in chain for chain in _dir_ids_in_use())
 
 
 KNOWN_BUGS: dict[str, Callable[[tuple], bool]] = {
-    # access() with an invalid mode: Linux checks the mode (EINVAL) before resolving the path
-    "access-mode-checked-after-lookup": lambda op: op[0] == "access" and bool(op[2] & ~7),
-    # mkdir keeps S_ISUID/S_ISGID from its mode argument, and doesn't inherit the parent's S_ISGID
-    "mkdir-setgid": lambda op: op[0] == "mkdir" and (bool(op[2] & 0o6000) or _parent_is_setgid(op[1])),
-    # open() with access mode 3 fails with EINVAL (Linux opens it: no read/write, ioctl only)
-    "open-accmode-3": lambda op: op[0] in ("open", "openat") and op[-2] & 3 == 3 and not op[-2] & O_PATH,
-    # open(O_RDONLY|O_TRUNC) doesn't truncate
-    "rdonly-trunc": lambda op: (op[0] in ("open", "openat") and op[-2] & 3 == os.O_RDONLY
-                                and bool(op[-2] & os.O_TRUNC) and not op[-2] & O_PATH),
-    # open(O_CREAT|O_DIRECTORY) gives EISDIR/ENOTDIR or creates a file (Linux >= 6.4: always EINVAL)
-    "creat-directory": lambda op: (op[0] in ("open", "openat") and op[-2] & os.O_CREAT and op[-2] & os.O_DIRECTORY
-                                   and not op[-2] & O_PATH),
-    # open(O_CREAT) of "name/" where name is an existing file opens it (Linux: EISDIR)
-    "creat-trailing-slash": lambda op: (op[0] in ("open", "openat") and op[-2] & os.O_CREAT
-                                        and op[-3].endswith("/") and not op[-2] & O_PATH),
-    # rename() checks the length of both last names before anything else (Linux: ENAMETOOLONG only
-    # when that name is looked up: after both parents are walked and after the source lookup)
-    "rename-name-too-long": lambda op: op[0] == "rename" and any(
-        len(p.rstrip("/").rsplit("/", 1)[-1]) > 255 for p in op[1:]),
-    # write() on a folder descriptor (open read-only) gives EISDIR (Linux: EBADF, not open for writing)
-    "write-dir-fd": lambda op: op[0] in ("write", "writev", "pwrite") and _is_dir_fd(op[1]),
-    # readv() of 0 bytes on a folder gives EISDIR (Linux returns 0 before calling the read op)
-    "readv-zero-dir": lambda op: op[0] == "readv" and sum(op[2]) == 0 and _is_dir_fd(op[1]),
-    # fchmod() on an O_PATH descriptor changes the mode (Linux: EBADF)
-    "fchmod-o-path": lambda op: op[0] == "fchmod" and _is_o_path_fd(op[1]),
-    # rename() of an entry over one of its ancestors gives EISDIR/ENOTDIR (Linux: ENOTEMPTY)
-    "rename-over-ancestor": lambda op: op[0] == "rename" and _is_ancestor(op[2], op[1]),
     # open(symlink, O_NOFOLLOW|O_DIRECTORY) gives ELOOP (Linux: ENOTDIR, checked first)
     "nofollow-directory-symlink": lambda op: (
         op[0] in ("open", "openat") and op[-2] & (os.O_NOFOLLOW | os.O_DIRECTORY) == os.O_NOFOLLOW | os.O_DIRECTORY
         and not op[-2] & O_PATH and _is_symlink(op[-3], op[1] if op[0] == "openat" else None)),
     # F_GETFL on an O_PATH descriptor includes O_LARGEFILE (Linux: not for O_PATH opens)
     "getfl-o-path-largefile": lambda op: op[0] == "fcntl" and op[2][0] == fcntl.F_GETFL and _is_o_path_fd(op[1]),
-    # fsync on a FIFO succeeds (Linux: EINVAL)
-    "fsync-fifo": lambda op: op[0] == "fsync" and _is_fifo_fd(op[1]),
+    # open(folder, O_RDONLY|O_TRUNC) opens it (Linux: EISDIR, O_TRUNC asks for write access)
+    "trunc-dir": lambda op: (op[0] in ("open", "openat") and bool(op[-2] & os.O_TRUNC) and not op[-2] & O_PATH
+                             and _is_dir(op[-3], op[1] if op[0] == "openat" else None)),
+    # openat() checks dirfd before the flags (Linux: EINVAL for O_CREAT|O_DIRECTORY or mode 3 first)
+    "openat-flags-after-dirfd": lambda op: op[0] == "openat" and not op[3] & O_PATH and (
+        op[3] & (os.O_CREAT | os.O_DIRECTORY) == os.O_CREAT | os.O_DIRECTORY),
+    # open("a/", O_CREAT|O_EXCL) on an existing file gives EEXIST (Linux: EISDIR, trailing slash first)
+    "creat-excl-trailing-slash": lambda op: (op[0] in ("open", "openat") and not op[-2] & O_PATH
+                                             and op[-2] & os.O_CREAT and op[-3].endswith("/")),
     # Locations keep the path and parent they were resolved with: after a folder holding the cwd
     # (or an open folder) is renamed, getcwd() is stale, ".." goes to the old parent, and rename()
-    # can move a folder into itself; after the cwd is removed, files can still be created in it
-    # and getcwd() still succeeds
-    # pread/pwrite with a negative offset, ftruncate with a negative length: Linux checks the
-    # number (EINVAL) before the descriptor (EBADF)
-    # (libos checks the descriptor first: EBADF, EISDIR)
-    "negative-offset-bad-fd": lambda op: (
-        ((op[0] in ("pread", "pwrite") and op[3] < 0) or (op[0] == "ftruncate" and op[2] < 0))
-        and _io_refused(op[1], write=op[0] != "pread")),
-    # a write of 0 bytes at an offset past the end of a tmpfs file extends the file
-    "tmpfs-empty-write-extends": lambda op: ((op[0] in ("write", "pwrite") and op[2] == b"")
-                                             or (op[0] == "writev" and not b"".join(op[2]))),
-    "stale-location": _moves_or_kills_a_dir_in_use,
+    # can move a folder into itself
+    "stale-location-after-rename": _moves_a_dir_in_use,
 }
 
 
-def known_bug(op: tuple) -> bool:
+# Known bugs of one mount type only: kind -> {name: predicate}.
+KIND_BUGS: dict[str, dict[str, Callable[[tuple], bool]]] = {
+    "tmpfs": {},
+    "chroot": {
+        # ChrootFs: open(O_RDONLY|O_TRUNC) of an existing file gives EINVAL (the host file is opened
+        # read-only, then truncated through it)
+        "rdonly-trunc": lambda op: (op[0] in ("open", "openat") and op[-2] & 3 == os.O_RDONLY
+                                    and bool(op[-2] & os.O_TRUNC) and not op[-2] & O_PATH),
+        # ChrootFs: after the cwd is removed, getcwd() still succeeds and files can be created in it
+        "removed-cwd": lambda op: _removes_a_dir_in_use(op),
+    },
+    "encrypted": {
+        "removed-cwd": lambda op: _removes_a_dir_in_use(op),
+    },
+}
+
+
+def known_bug(op: tuple, kind: str) -> bool:
     """Does ``op`` (given the kernel's current state: this runs in the kernel child) trigger a
-    known bug?"""
-    return any(pred(op) for pred in KNOWN_BUGS.values())
+    known bug on mounts of type ``kind``?"""
+    return any(pred(op) for pred in [*KNOWN_BUGS.values(), *KIND_BUGS[kind].values()])
 
 
 # ----------------------------------------------------------------------------- programs
@@ -579,10 +521,10 @@ def _fd_info(fd: int) -> tuple[int, int] | None:
         return None
 
 
-def steer(op: tuple) -> tuple | None:
+def steer(op: tuple, kind: str) -> tuple | None:
     """Run in the kernel child before each call: the call both sides will make (``op``, or a
     variant of it), or None to skip it on both sides."""
-    if known_bug(op):
+    if known_bug(op, kind):
         return None
     name, *a = op
     try:
@@ -676,9 +618,10 @@ def _libos_read_file(p, path: str) -> bytes:
 # ----------------------------------------------------------------------------- running
 
 
-def run_on_kernel(program: list[tuple], root_mode: int) -> tuple[list[tuple[tuple | None, tuple]], dict]:
+def run_on_kernel(program: list[tuple], root_mode: int, *, steering: bool = True, kind: str = "tmpfs",
+                  ) -> tuple[list[tuple[tuple | None, tuple]], dict]:
     """Run ``program`` in a forked child chroot-ed into a fresh folder; return the calls it made
-    (after steering), their outcomes, and the final snapshot."""
+    (after steering, unless ``steering`` is off), their outcomes, and the final snapshot."""
     jail = tempfile.mkdtemp(prefix="pfskit-diff-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     os.chmod(jail, 0o1777)  # as the LibOS's tmpfs root
     os.mkdir(os.path.join(jail, "m"))
@@ -697,7 +640,7 @@ def run_on_kernel(program: list[tuple], root_mode: int) -> tuple[list[tuple[tupl
             os.umask(0o022)
             results = []
             for op in program:
-                eff = steer(op)
+                eff = steer(op, kind) if steering else op
                 results.append((eff, outcome(lambda eff=eff: side.call(eff)) if eff else None))
 
             def snap_call(op: tuple) -> Any:
@@ -814,11 +757,11 @@ def report(kind: str, calls, kres, lres, first_bad: int | None, ksnap=None, lsna
     return "\n".join(lines)
 
 
-def check_program(kind: str, program: list[tuple], host_dir: Path | None) -> None:
+def check_program(kind: str, program: list[tuple], host_dir: Path | None, *, steering: bool = True) -> None:
     libos, proc = make_libos(kind, host_dir)
     try:
         root_mode = st.S_IMODE(proc.stat(MOUNT).st_mode)
-        calls_results, ksnap = run_on_kernel(program, root_mode)
+        calls_results, ksnap = run_on_kernel(program, root_mode, steering=steering, kind=kind)
         calls = [c for c, _ in calls_results]
         kres = [r for _, r in calls_results]
         lres, lsnap = run_on_libos(proc, calls)
@@ -890,3 +833,127 @@ def test_kernel_side_is_sane(tmp_path):
     assert [r for _, r in calls_results] == [("ok", 0), ("ok", 3), ("err", "EINVAL"), ("ok", b"bc"), ("ok", None),
                                              ("err", "EINVAL"), ("ok", "/m"), None]
     assert snap[0] == "ok" and set(snap[1]["tree"]) == {"/m/a", "/m/d"}
+
+
+# ----------------------------------------------------------------------------- bugs found
+
+W, RW, RO = os.O_WRONLY, os.O_RDWR, os.O_RDONLY
+CREATE_A = [("open", "a", os.O_CREAT | RW, 0o644), ("write", 0, b"hello"), ("close", 0)]
+
+# Every library bug this file found: name -> (what was wrong, a minimal program that shows it).
+# Those still open are in KNOWN_BUGS (strict xfail below); the fixed ones stay as regression tests.
+BUG_REPROS: dict[str, tuple[str, list[tuple]]] = {
+    "access-mode-checked-after-lookup": (
+        "VFS.access: the mode is checked after the path walk; access('missing', 8) gives ENOENT, Linux EINVAL",
+        [("access", "missing", 8)]),
+    "mkdir-setgid": (
+        "VFS.mkdir keeps S_ISUID/S_ISGID of the mode argument (Linux keeps 0777|S_ISVTX only) and a folder made "
+        "in a set-group-ID folder doesn't inherit S_ISGID: mkdir('d', 0o2755) gives 0o2755 (Linux 0o755); "
+        "mkdir in a 0o2755 folder gives 0o755 (Linux 0o2755)",
+        [("mkdir", "d", 0o2755), ("stat", "d"), ("chmod", "d", 0o2755), ("mkdir", "d/x", 0o755), ("stat", "d/x")]),
+    "open-accmode-3": (
+        "VFS.open: access mode 3 (O_WRONLY|O_RDWR) gives EINVAL; Linux opens it (read and write permission "
+        "checked, the descriptor can neither read nor write: EBADF)",
+        [*CREATE_A, ("open", "a", 3, 0), ("read", 0, 1), ("write", 0, b"x"), ("fstat", 0)]),
+    "rdonly-trunc": (
+        "VFS.open: O_RDONLY|O_TRUNC doesn't truncate (Linux truncates a regular file whatever the access mode)",
+        [*CREATE_A, ("open", "a", RO | os.O_TRUNC, 0), ("stat", "a")]),
+    "creat-directory": (
+        "VFS.open: O_CREAT|O_DIRECTORY creates a regular file (or gives EISDIR); Linux >= 6.4 always EINVAL",
+        [("open", "x", os.O_CREAT | os.O_DIRECTORY | RO, 0o644), ("open", ".", os.O_CREAT | os.O_DIRECTORY | RO, 0)]),
+    "creat-trailing-slash": (
+        "VFS.open: O_CREAT on 'a/' where a is a regular file opens a (Linux: EISDIR for any O_CREAT path ending "
+        "in '/')",
+        [*CREATE_A, ("open", "a/", os.O_CREAT | RO, 0o644)]),
+    "fsync-fifo": (
+        "OpenFile.fsync on a FIFO (or pipe) succeeds; Linux gives EINVAL",
+        [("mkfifo", "f", 0o644), ("open", "f", RW, 0), ("fsync", 0)]),
+    "rename-name-too-long": (
+        "VFS.rename (lookup_parent) checks both last names' length first: rename('b', 'x'*256) with no b gives "
+        "ENAMETOOLONG, Linux ENOENT (the source is looked up first)",
+        [("rename", "b", TOO_LONG)]),
+    "negative-offset-bad-fd": (
+        "Process.pread/pwrite/ftruncate check the descriptor before a negative offset/length: EBADF (or EISDIR); "
+        "Linux checks the number first: EINVAL",
+        [("pread", 5, 1, -1), ("pwrite", 5, b"x", -1), ("ftruncate", 5, -1)]),
+    "tmpfs-empty-write-extends": (
+        "TmpHandle.write: a write of 0 bytes past the end zero-fills up to the offset (Linux: nothing happens)",
+        [("open", "a", os.O_CREAT | RW, 0o644), ("pwrite", 0, b"", 10), ("lseek", 0, 5, os.SEEK_SET),
+         ("write", 0, b""), ("fstat", 0)]),
+    "stale-location-after-rename": (
+        "vfs.Location keeps the path and parent it was resolved with (Process.ctx.cwd, OpenFile.location): after "
+        "the cwd's folder is renamed, getcwd() returns the old path, '..' goes to the old parent, and rename() "
+        "can move a folder into itself (the folder and everything under it disappear from the tree)",
+        [("mkdir", "d", 0o755), ("mkdir", "d/e", 0o755), ("chdir", "d/e"), ("rename", "/m/d/e", "/m/e"),
+         ("getcwd",), ("listdir", ".."), ("rename", "/m/e", "x"), ("listdir", "/m")]),
+    "trunc-dir": (
+        "VFS.open(folder, O_RDONLY|O_TRUNC) opens the folder; Linux: EISDIR (O_TRUNC needs write access)",
+        [("open", ".", RO | os.O_TRUNC, 0), ("open", ".", RO | os.O_TRUNC | os.O_EXCL, 0)]),
+    "openat-flags-after-dirfd": (
+        "Process.openat resolves dirfd before checking the flags: openat(<fd of a file>, '.', "
+        "O_CREAT|O_DIRECTORY) gives ENOTDIR, Linux EINVAL",
+        [*CREATE_A, ("open", "a", RO, 0), ("openat", 0, ".", os.O_CREAT | os.O_DIRECTORY | RO, 0o644),
+         ("openat", 9, "x", os.O_CREAT | os.O_DIRECTORY | RO, 0o644)]),
+    "creat-excl-trailing-slash": (
+        "VFS.open('a/', O_CREAT|O_EXCL) with a an existing file gives EEXIST; Linux EISDIR (the trailing slash "
+        "is checked first)",
+        [*CREATE_A, ("open", "a/", os.O_CREAT | os.O_EXCL | RO, 0o644)]),
+    "removed-cwd": (
+        "after the cwd is removed, getcwd() still succeeded (Linux ENOENT) and files could be created in it "
+        "(Linux ENOENT)",
+        [("mkdir", "f", 0o755), ("chdir", "f"), ("rmdir", "/m/f"), ("getcwd",), ("open", "y", os.O_CREAT | W, 0o644),
+         ("mkdir", "z", 0o755), ("stat", "."), ("listdir", ".")]),
+    "write-dir-fd": (
+        "OpenFile._check_io tests 'is a folder' before the access mode: write() on a read-only folder descriptor "
+        "gives EISDIR, Linux EBADF",
+        [("open", ".", RO, 0), ("write", 0, b"x"), ("pwrite", 0, b"x", 0), ("writev", 0, [b"x"])]),
+    "readv-zero-dir": (
+        "Process.readv of 0 bytes on a folder gives EISDIR; Linux returns 0 (a zero-length vector never reaches "
+        "the read op)",
+        [("open", ".", RO, 0), ("readv", 0, [0])]),
+    "fchmod-o-path": (
+        "Process.fchmod on an O_PATH descriptor changes the mode; Linux gives EBADF",
+        [*CREATE_A, ("open", "a", O_PATH, 0), ("fchmod", 0, 0o600), ("stat", "a")]),
+    "rename-over-ancestor": (
+        "VFS.rename of an entry over one of its ancestors gives EISDIR/ENOTDIR; Linux ENOTEMPTY",
+        [("mkdir", "d", 0o755), ("open", "d/e", os.O_CREAT | W, 0o644), ("rename", "d/e", "d")]),
+    "nofollow-directory-symlink": (
+        "VFS.open(symlink, O_NOFOLLOW|O_DIRECTORY) gives ELOOP; Linux ENOTDIR (checked before the symlink one)",
+        [*CREATE_A, ("symlink", "a", "c"), ("open", "c", RO | os.O_NOFOLLOW | os.O_DIRECTORY, 0)]),
+    "getfl-o-path-largefile": (
+        "Process.fcntl(F_GETFL) on an O_PATH descriptor adds O_LARGEFILE; Linux doesn't (O_PATH opens drop it)",
+        [("open", ".", O_PATH, 0), ("fcntl", 0, (fcntl.F_GETFL, 0))]),
+}
+
+
+def test_known_bugs_have_repros():
+    assert set(KNOWN_BUGS) <= set(BUG_REPROS)
+    for bugs in KIND_BUGS.values():
+        assert set(bugs) <= set(BUG_REPROS) - set(KNOWN_BUGS)
+
+
+def _uses_links(program: list[tuple]) -> bool:
+    return any(op[0] in ("symlink", "link", "mkfifo") for op in program)
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    pytest.param(name, kind, marks=[pytest.mark.xfail(strict=True, reason=f"{kind}: {BUG_REPROS[name][0]}")]
+                 if name in KIND_BUGS[kind] else [])
+    for name in BUG_REPROS if name not in KNOWN_BUGS for kind in ("tmpfs", "chroot", "encrypted")])
+def test_fixed_bug(name, kind, tmp_path):
+    """Bugs found here and fixed since (on tmpfs at least): each minimal program, on every mount
+    type; strict xfail where one mount type still has it."""
+    _require_chroot()
+    _require(kind)
+    program = BUG_REPROS[name][1]
+    if kind == "encrypted" and _uses_links(program):
+        pytest.skip("encrypted mounts have no symlinks, hard links or FIFOs")
+    check_program(kind, program, _fresh_dir(tmp_path) if kind != "tmpfs" else None, steering=False)
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=BUG_REPROS[name][0])) for name in KNOWN_BUGS])
+def test_known_bug(name, tmp_path):
+    """Each open bug on its own (no steering). Fixed -> XPASS -> drop it from KNOWN_BUGS."""
+    _require_chroot()
+    check_program("tmpfs", BUG_REPROS[name][1], None, steering=False)
