@@ -304,11 +304,12 @@ class ProtectedFile:
         self._meta_dirty = True
         self.flush()
 
-    def flush(self) -> None:
-        """Write every change to storage and fsync it."""
+    def flush(self, *, sync: bool = True) -> None:
+        """Write every change to storage, and fsync it unless ``sync`` is false (a journaled
+        flush always syncs: its write order depends on it)."""
         self._check_open()
         if self._writable:
-            self._flush_changes(sync=True)
+            self._flush_changes(sync=sync)
 
     def close(self) -> None:
         """Flush (when writable) and close the storage. Safe to call twice."""

@@ -492,6 +492,9 @@ class EncryptedHandle(Handle):
     def fsync(self) -> None:
         self.inode.call(ProtectedFile.flush)
 
+    def flush(self) -> None:
+        self.inode.call(lambda pf: pf.flush(sync=False) if pf.writable else None)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

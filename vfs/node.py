@@ -79,6 +79,9 @@ class Handle:
     def fsync(self) -> None:
         pass
 
+    def flush(self) -> None:
+        """Push buffered changes to the host (no fsync): called when a descriptor is closed."""
+
     def close(self) -> None:
         pass
 

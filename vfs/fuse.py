@@ -1,0 +1,280 @@
+"""The FUSE bridge: serves any :class:`~vfs.vfs.VFS` to the host kernel through ``mfusepy``.
+
+Every request goes through the same VFS the LibOS uses, so what a mount shows is exactly what
+an application inside the LibOS sees. Open files are kept by handle number, so a file unlinked
+while open keeps working (``hard_remove``: the kernel forwards unlink at once and keeps using
+the handle). The kernel's page cache is used where that is safe: attributes and entries are
+cached for a second, file data is kept across opens (``kernel_cache``: only this daemon changes
+the files), and a writable mount enables the writeback cache, which batches small writes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from typing import Any
+
+from .file import OpenFile
+from .node import Stat, err
+from .vfs import VFS
+
+log = logging.getLogger("vfs.fuse")
+
+# bytes per FUSE read/write request: libfuse 3.14's receive buffer holds 128 KiB requests; with a
+# larger max_write the kernel refuses its reads of /dev/fuse (EINVAL) and the daemon dies
+MAX_IO = 128 * 1024
+FUSE_CAP_WRITEBACK_CACHE = 1 << 16
+FUSE_CAP_ASYNC_READ = 1 << 0
+FUSE_CAP_ATOMIC_O_TRUNC = 1 << 3
+FUSE_CAP_BIG_WRITES = 1 << 5
+
+
+def load_mfusepy():
+    """Import ``mfusepy`` (which loads libfuse3 when it is installed) or raise a clear error."""
+    try:
+        import mfusepy
+    except (ImportError, OSError) as exc:  # libfuse missing: mfusepy raises at import
+        raise OSError(errno.ENOSYS, f"FUSE is not available ({exc}); install the fuse3 package") from None
+    return mfusepy
+
+
+def _attrs(s: Stat) -> dict[str, Any]:
+    return {
+        "st_mode": s.st_mode, "st_ino": s.st_ino, "st_nlink": s.st_nlink, "st_uid": s.st_uid,
+        "st_gid": s.st_gid, "st_size": s.st_size, "st_atime": s.st_atime_ns, "st_mtime": s.st_mtime_ns,
+        "st_ctime": s.st_ctime_ns, "st_blocks": s.st_blocks, "st_blksize": s.st_blksize, "st_rdev": s.st_rdev,
+    }
+
+
+class FuseBridge:
+    """``mfusepy`` operations over a VFS, as root of that VFS (the kernel checks permissions:
+    mounts use ``default_permissions``)."""
+
+    use_ns = True
+    flag_nullpath_ok = True
+    flag_nopath = False
+
+    def __init__(self, vfs: VFS, *, writable: bool = True, writeback_cache: bool = True,
+                 attr_timeout: float = 1.0):
+        self.vfs = vfs
+        self.ctx = vfs.context("/", umask=0)
+        self.writable = writable
+        self.writeback = writeback_cache and writable
+        self.attr_timeout = attr_timeout
+        self._files: dict[int, OpenFile] = {}
+        self._next_fh = 1
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def init_with_config(self, conn, config) -> None:
+        if config is not None:
+            config.use_ino = 1
+            config.hard_remove = 1
+            config.kernel_cache = 1
+            config.nullpath_ok = 1
+            config.attr_timeout = self.attr_timeout
+            config.entry_timeout = self.attr_timeout
+            config.negative_timeout = 0.0
+        if conn is not None:
+            conn.max_write = MAX_IO
+            conn.max_readahead = min(conn.max_readahead or MAX_IO, MAX_IO)
+            want = FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC
+            if self.writeback:
+                want |= FUSE_CAP_WRITEBACK_CACHE
+            conn.want |= want & conn.capable
+
+    def destroy(self, path: str) -> None:
+        """Unmount: close every open file (flushing it) and sync the file systems."""
+        with self._lock:
+            files = list(self._files.values())
+            self._files.clear()
+        for file in files:
+            try:
+                file.decref()
+            except OSError as exc:
+                log.error("flushing %s at unmount failed: %s", file.path, exc)
+        self.vfs.sync()
+
+    # ------------------------------------------------------------------ handles
+
+    def _add(self, file: OpenFile) -> int:
+        with self._lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._files[fh] = file
+            return fh
+
+    def _file(self, fh: int) -> OpenFile:
+        file = self._files.get(fh)
+        if file is None:
+            raise err(errno.EBADF)
+        return file
+
+    def _check_write(self) -> None:
+        if not self.writable:
+            raise err(errno.EROFS)
+
+    def _open_flags(self, flags: int) -> int:
+        flags &= ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY)
+        if self.writeback:
+            # with the writeback cache the kernel reads pages of write-only files and computes
+            # append offsets itself
+            if flags & 3 == os.O_WRONLY:
+                flags = (flags & ~3) | os.O_RDWR
+            flags &= ~os.O_APPEND
+        return flags
+
+    # ------------------------------------------------------------------ attributes
+
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
+        if fh is not None and fh in self._files:
+            return _attrs(self._files[fh].stat())
+        if path is None:
+            raise err(errno.EBADF)
+        return _attrs(self.vfs.stat(self.ctx, path, follow=False))
+
+    def access(self, path: str, amode: int) -> int:
+        self.vfs.access(self.ctx, path, amode)
+        return 0
+
+    def chmod(self, path: str, mode: int) -> int:
+        self._check_write()
+        self.vfs.chmod(self.ctx, path, mode)
+        return 0
+
+    def chown(self, path: str, uid: int, gid: int) -> int:
+        self._check_write()
+        self.vfs.chown(self.ctx, path, uid, gid)
+        return 0
+
+    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+        self._check_write()
+        if times is None:
+            now = self.vfs_clock()
+            times = (now, now)
+        self.vfs.utimens(self.ctx, path, times[0], times[1])
+        return 0
+
+    @staticmethod
+    def vfs_clock() -> int:
+        from pal import time_ns
+
+        return time_ns()
+
+    def statfs(self, path: str) -> dict[str, int]:
+        return self.vfs.statfs(self.ctx, path)
+
+    def readlink(self, path: str) -> str:
+        return self.vfs.readlink(self.ctx, path)
+
+    # ------------------------------------------------------------------ names
+
+    def readdir(self, path: str, fh: int) -> list[str]:
+        return [name for name, _, _ in self.vfs.listdir(self.ctx, path)]
+
+    def mkdir(self, path: str, mode: int) -> int:
+        self._check_write()
+        self.vfs.mkdir(self.ctx, path, mode)
+        return 0
+
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        self._check_write()
+        self.vfs.mknod(self.ctx, path, mode)
+        return 0
+
+    def rmdir(self, path: str) -> int:
+        self._check_write()
+        self.vfs.rmdir(self.ctx, path)
+        return 0
+
+    def unlink(self, path: str) -> int:
+        self._check_write()
+        self.vfs.unlink(self.ctx, path)
+        return 0
+
+    def rename(self, old: str, new: str) -> int:
+        self._check_write()
+        self.vfs.rename(self.ctx, old, new)
+        return 0
+
+    def symlink(self, target: str, source: str) -> int:
+        """``ln -s source target``: create ``target`` pointing to ``source``."""
+        self._check_write()
+        self.vfs.symlink(self.ctx, source, target)
+        return 0
+
+    def link(self, target: str, source: str) -> int:
+        """``ln source target``."""
+        self._check_write()
+        self.vfs.link(self.ctx, source, target)
+        return 0
+
+    # ------------------------------------------------------------------ files
+
+    def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
+        self._check_write()
+        file = self.vfs.open(self.ctx, path, self._open_flags(flags) | os.O_CREAT, mode)
+        return self._add(file)
+
+    def open(self, path: str, flags: int) -> int:
+        if flags & 3 != os.O_RDONLY or flags & os.O_TRUNC:
+            self._check_write()
+        return self._add(self.vfs.open(self.ctx, path, self._open_flags(flags)))
+
+    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
+        return self._file(fh).pread(size, offset)
+
+    def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
+        return self._file(fh).pwrite(data, offset)
+
+    def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
+        self._check_write()
+        if fh is not None and fh in self._files:
+            self._files[fh].truncate(length)
+        elif path is None:
+            raise err(errno.EBADF)
+        else:
+            self.vfs.truncate(self.ctx, path, length)
+        return 0
+
+    def flush(self, path: str | None, fh: int) -> int:
+        """``close()`` of a descriptor: push the file's changes to the host (no fsync)."""
+        file = self._files.get(fh)
+        if file is not None and file.handle is not None and file.writable:
+            file.handle.flush()
+        return 0
+
+    def fsync(self, path: str | None, datasync: int, fh: int) -> int:
+        self._file(fh).fsync()
+        return 0
+
+    def release(self, path: str | None, fh: int) -> int:
+        with self._lock:
+            file = self._files.pop(fh, None)
+        if file is not None:
+            file.decref()
+        return 0
+
+    def opendir(self, path: str) -> int:
+        self.vfs.listdir(self.ctx, path)  # errors (ENOTDIR, EACCES) at open, as the kernel expects
+        return 0
+
+    def releasedir(self, path: str | None, fh: int) -> int:
+        return 0
+
+
+def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
+          debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True) -> None:
+    """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks)."""
+    mfusepy = load_mfusepy()
+    bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache)
+    options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True}
+    if not writable:
+        options["ro"] = True
+    if allow_other:
+        options["allow_other"] = True
+    # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
+    mfusepy.FUSE(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=False, **options)
