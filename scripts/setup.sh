@@ -6,6 +6,11 @@ PY=${PYTHON:-python3}
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=()
     command -v openssl >/dev/null || need+=(openssl)
+    command -v fusermount3 >/dev/null || need+=(fuse3)
+    [ -e /usr/lib/x86_64-linux-gnu/libfuse3.so.3 ] || [ -e /usr/lib/aarch64-linux-gnu/libfuse3.so.3 ] \
+        || need+=(libfuse3-3)
+    # real programs the FUSE tests run on a mount, and gocryptfs for the FUSE benchmark
+    for tool in sqlite3 rsync git tar gocryptfs; do command -v "$tool" >/dev/null || need+=("$tool"); done
     if [ ${#need[@]} -gt 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi

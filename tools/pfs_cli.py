@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from pal import HostFile
-from pfs.errors import CorruptedNodeError, PfsError
+from pfs.errors import CorruptedNodeError, PfsError, WrongKeyError
 from pfs.inspect import read_full_info, read_header_info
 from pfs.keys import generate_key_file, load_key
 from pfs.paths import bound_path_for, normalize_bound_path
@@ -728,6 +728,91 @@ def rekey(ctx: click.Context, wrap_key: str, new_key: str, paths: tuple[str, ...
 
 
 # ---------------------------------------------------------------------- entry points
+
+def _first_pfs_file(root: str, limit: int = 200) -> str | None:
+    """Some regular file below ``root`` (to check the key before mounting), or None."""
+    seen = 0
+    for folder, _, files in os.walk(root):
+        for name in sorted(files):
+            if name.endswith(".gramine.recovery"):
+                continue
+            seen += 1
+            if seen > limit:
+                return None
+            return os.path.join(folder, name)
+    return None
+
+
+@cli.command("mount", cls=PfsCommand)
+@wrap_key_option
+@click.argument("encdir")
+@click.argument("mountpoint")
+@click.option("--rw", is_flag=True, help="Mount read-write (default: read-only).")
+@click.option("--bind-prefix", metavar="PREFIX",
+              help="Files are bound to PREFIX/<path below ENCDIR> (as made by `encrypt --bind-prefix`).")
+@click.option("-f", "--foreground", is_flag=True, help="Stay in the foreground (Ctrl-C unmounts).")
+@click.option("--allow-other", is_flag=True, help="Let other users access the mount (needs user_allow_other).")
+@click.option("--recovery", is_flag=True, help="Keep Gramine's recovery journal for files written through the mount.")
+@debug_option
+@click.pass_context
+def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: bool, bind_prefix: str | None,
+          foreground: bool, allow_other: bool, recovery: bool, debug: bool) -> int:
+    """Mount a folder of encrypted files at MOUNTPOINT (FUSE): plaintext view, read-only unless --rw."""
+    settings = _settings(ctx, debug)
+    from vfs.encrypted import EncryptedFs, KeyStore
+    from vfs.fuse import load_mfusepy, serve
+    from vfs.mount import MountTable
+    from vfs.vfs import VFS
+
+    from .mounting import check_mountpoint, run_mount
+
+    key = _load_key(wrap_key)
+    if not os.path.isdir(encdir):
+        raise CliError(f"'{encdir}' is not a folder of encrypted files")
+    check_mountpoint(mountpoint)
+    load_mfusepy()
+    sample = _first_pfs_file(encdir)
+    if sample is not None:
+        try:
+            with HostFile(sample) as probe:
+                ProtectedFile.open(_KeepOpen(probe), key, None)
+        except PfsError as exc:
+            if isinstance(exc, WrongKeyError):
+                raise CliError(f"wrong key for '{encdir}': {exc}; not mounting") from None
+            click.echo(f"pfs: warning: {exc}", err=True)
+    keys = KeyStore()
+    keys.set("default", key)
+    vfs = VFS(MountTable())
+    vfs.mounts.mount("/", EncryptedFs(encdir, keys=keys, bind_prefix=bind_prefix, enable_recovery=recovery),
+                     readonly=not rw)
+    if settings.debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG)
+
+    def run() -> None:
+        serve(vfs, os.path.abspath(mountpoint), writable=rw, foreground=True, allow_other=allow_other,
+              debug=settings.debug, fsname=os.path.abspath(encdir), subtype="pfs")
+
+    code = run_mount(run, mountpoint, foreground=foreground)
+    if not foreground:
+        click.echo(f"mounted {encdir} at {mountpoint} ({'read-write' if rw else 'read-only'}); "
+                   f"unmount with 'pfs umount {mountpoint}'", err=True)
+    return code
+
+
+@cli.command("umount", cls=PfsCommand)
+@click.argument("mountpoint")
+@debug_option
+@click.pass_context
+def umount(ctx: click.Context, mountpoint: str, debug: bool) -> int:
+    """Unmount a `pfs mount` (every change is encrypted and flushed first)."""
+    _settings(ctx, debug)
+    from .mounting import unmount
+
+    unmount(mountpoint)
+    return 0
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``pfs``."""
