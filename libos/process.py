@@ -146,6 +146,8 @@ class Process:
 
     def openat(self, dirfd: int, path: str, flags: int = os.O_RDONLY, mode: int = 0o666) -> int:
         self._enter()
+        if flags & os.O_CREAT and flags & os.O_DIRECTORY and not flags & O_PATH:
+            raise err(errno.EINVAL)  # the flags are checked before anything is looked up
         file = self.vfs.open(self._at(dirfd, path), path, flags, mode)
         try:
             return self.fds.install(file, cloexec=bool(flags & os.O_CLOEXEC))
@@ -198,8 +200,8 @@ class Process:
             self.fds.set_cloexec(fd, bool(arg & FD_CLOEXEC))
             return 0
         if cmd == F_GETFL:
-            # Linux reports O_LARGEFILE (0o100000) on 64-bit for files opened by open(2)
-            return (file.flags & ~os.O_CLOEXEC) | 0o100000
+            # Linux reports O_LARGEFILE for descriptors opened by open(2), not for O_PATH ones
+            return (file.flags & ~os.O_CLOEXEC) | (0 if file.flags & O_PATH else 0o100000)
         if cmd == F_SETFL:
             with file.lock:
                 file.flags = (file.flags & ~SETFL_MASK) | (arg & SETFL_MASK)

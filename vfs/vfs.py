@@ -468,6 +468,8 @@ class VFS:
         created = False
         if flags & os.O_CREAT:
             parent, name, trailing = self.lookup_parent(ctx, path)
+            if trailing:
+                raise err(errno.EISDIR, path)  # O_CREAT never makes a folder, whatever is there
             loc = None if name in (".", "..") else self._maybe_child(ctx, parent, name, path)
             if name in (".", ".."):
                 loc = self.lookup(ctx, path)
@@ -500,14 +502,12 @@ class VFS:
         else:
             loc = self.lookup(ctx, path, follow=not flags & O_NOFOLLOW)
             if loc.inode.is_symlink:
-                raise err(errno.ELOOP, path)
+                raise err(errno.ENOTDIR if flags & O_DIRECTORY else errno.ELOOP, path)
         inode = loc.inode
         if flags & O_DIRECTORY and not inode.is_dir:
             raise err(errno.ENOTDIR, path)
         if inode.is_dir:
-            if acc != os.O_RDONLY or (flags & os.O_CREAT and not created and flags & os.O_EXCL):
-                raise err(errno.EISDIR, path)
-            if flags & os.O_CREAT:
+            if acc != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC):
                 raise err(errno.EISDIR, path)
             self._require(ctx, inode, R_OK, path)
             return OpenFile(loc, flags)
