@@ -425,7 +425,7 @@ class Process:
         file = self.fds.get(fd)
         if not file.inode.is_dir:
             raise err(errno.ENOTDIR)
-        self.ctx.cwd = file.location
+        self.ctx.cwd = self.vfs.pin(file.location)
 
     def getcwd(self) -> str:
         self._enter()

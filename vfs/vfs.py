@@ -11,6 +11,7 @@ import errno
 import os
 import posixpath
 import stat as st
+import weakref
 from dataclasses import dataclass
 
 from .file import O_ACCMODE, O_PATH, OpenFile, dirent_type
@@ -75,6 +76,9 @@ class VFS:
 
     def __init__(self, mounts: MountTable | None = None):
         self.mounts = mounts or MountTable()
+        # folders that stay in use by location (cwds, open folder descriptions): a rename above
+        # them moves their path, as the kernel's dentries move
+        self._pinned: weakref.WeakSet[Location] = weakref.WeakSet()
         self.pipe_factory = None  # set by vfs.pipe users: () -> Pipe
 
     # ================================================================== locations
@@ -441,6 +445,8 @@ class VFS:
         if dst is not None:
             self._sticky_check(ctx, new_parent.inode, dst.inode, new)
         old_parent.inode.rename(old_name, new_parent.inode, new_name)
+        if src.inode.is_dir:
+            self._moved(src.path, _join(new_parent.path, new_name), new_parent)
 
     def _sticky_check(self, ctx: Context, parent: Inode, child: Inode, path: str) -> None:
         if ctx.uid != 0 and parent.mode & st.S_ISVTX and ctx.uid not in (parent.uid, child.uid):
@@ -510,7 +516,7 @@ class VFS:
             if acc != os.O_RDONLY or flags & (os.O_CREAT | os.O_TRUNC):
                 raise err(errno.EISDIR, path)
             self._require(ctx, inode, R_OK, path)
-            return OpenFile(loc, flags)
+            return OpenFile(self.pin(loc), flags)
         if not created:
             # access mode 3 asks for both permissions and grants neither (ioctl-only descriptors)
             want = (R_OK if acc != os.O_WRONLY else 0) | (W_OK if acc != os.O_RDONLY else 0)
@@ -580,7 +586,28 @@ class VFS:
         if not loc.inode.is_dir:
             raise err(errno.ENOTDIR, path)
         self._require(ctx, loc.inode, X_OK, path)
+        return self.pin(loc)
+
+    def pin(self, loc: Location) -> Location:
+        """Keep ``loc``'s path (and its parents') right when a folder above it is renamed."""
+        self._pinned.add(loc)
         return loc
+
+    def _moved(self, old_path: str, new_path: str, new_parent: Location) -> None:
+        prefix = old_path + "/"
+        for loc in list(self._pinned):
+            chain = []
+            cur: Location | None = loc
+            while cur is not None and cur.path != old_path and cur.path.startswith(prefix):
+                chain.append(cur)
+                cur = cur.parent
+            if cur is None or cur.path != old_path:
+                continue
+            # ``cur`` is the moved folder itself; the chain below it keeps its names
+            cur.path = new_path
+            cur.parent = new_parent
+            for below in reversed(chain):
+                below.path = new_path + below.path[len(old_path):]
 
     def sync(self) -> None:
         self.mounts.sync()
