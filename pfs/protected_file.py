@@ -221,6 +221,8 @@ class ProtectedFile:
         self._check_open()
         view = memoryview(buf).cast("B")
         end = min(offset + len(view), self._meta.size)
+        if end - offset > NODE_SIZE and end > MD_USER_DATA_SIZE:
+            self._prefetch(data_node_of(max(offset, MD_USER_DATA_SIZE)), data_node_of(end - 1))
         pos = offset
         while pos < end:
             if pos < MD_USER_DATA_SIZE:
@@ -490,8 +492,7 @@ class ProtectedFile:
         try:
             if journal:
                 self._write_journal(writes)
-            for physical, ciphertext in writes:
-                self._storage.write_at(physical * NODE_SIZE, ciphertext)
+            self._write_nodes(writes)
             self._storage.write_at(0, node0)
             if sync or journal:
                 self._storage.fsync()
@@ -505,6 +506,52 @@ class ProtectedFile:
         self._committed_size = meta.size
         self._disk_node0 = node0
         self._disk_header = header
+
+    def _write_nodes(self, writes: list[tuple[int, bytes]]) -> None:
+        """Write sealed nodes, one call per run of consecutive physical nodes."""
+        writev = getattr(self._storage, "writev_at", None)
+        run: list[bytes] = []
+        start = -1
+        for physical, ciphertext in [*sorted(writes, key=lambda w: w[0]), (-1, b"")]:
+            if run and physical == start + len(run):
+                run.append(ciphertext)
+                continue
+            if run:
+                if writev is not None and len(run) > 1:
+                    writev(start * NODE_SIZE, [memoryview(c) for c in run])
+                else:
+                    self._storage.write_at(start * NODE_SIZE, run[0] if len(run) == 1 else b"".join(run))
+            start, run = physical, [ciphertext]
+
+    def _prefetch(self, first: int, last: int) -> None:
+        """Load data nodes ``first..last`` that aren't cached with one read per run of
+        consecutive nodes on disk (sequential reads then cost one system call per run)."""
+        committed = data_node_count(self._committed_size)
+        last = min(last, committed - 1, first + self._cache_size - 2)
+        d = first
+        while d <= last:
+            if data_physical(d) in self._cache:
+                d += 1
+                continue
+            m = d // DATA_ENTRIES_PER_MHT
+            end = d
+            group_end = min(last, (m + 1) * DATA_ENTRIES_PER_MHT - 1)
+            while end + 1 <= group_end and data_physical(end + 1) not in self._cache:
+                end += 1
+            parent = self._get_mht(m).plain
+            raw = self._storage.read_at(data_physical(d) * NODE_SIZE, (end - d + 1) * NODE_SIZE)
+            for i in range(d, end + 1):
+                physical = data_physical(i)
+                chunk = raw[(i - d) * NODE_SIZE:(i - d + 1) * NODE_SIZE]
+                if len(chunk) != NODE_SIZE:
+                    raise self._corrupted(physical, "missing from the file")
+                off = data_entry_offset(i)
+                try:
+                    plain = bytearray(open_sealed(parent[off:off + KEY_SIZE], chunk, parent[off + KEY_SIZE:off + 32]))
+                except InvalidTag:
+                    raise self._corrupted(physical, "authentication failed") from None
+                self._insert(_Node(physical, False, i, plain, False))
+            d = end + 1
 
     def _write_journal(self, writes: list[tuple[int, bytes]]) -> None:
         """Gramine's write order: old images to the journal, then node 0 flagged "update pending"."""

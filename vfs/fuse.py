@@ -10,9 +10,11 @@ the files), and a writable mount enables the writeback cache, which batches smal
 
 from __future__ import annotations
 
+import ctypes.util
 import errno
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -22,9 +24,7 @@ from .vfs import VFS
 
 log = logging.getLogger("vfs.fuse")
 
-# bytes per FUSE read/write request: libfuse 3.14's receive buffer holds 128 KiB requests; with a
-# larger max_write the kernel refuses its reads of /dev/fuse (EINVAL) and the daemon dies
-MAX_IO = 128 * 1024
+MAX_IO = 1 << 20  # bytes per FUSE read/write request (libfuse3; the kernel may cap it lower)
 FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 FUSE_CAP_ASYNC_READ = 1 << 0
 FUSE_CAP_ATOMIC_O_TRUNC = 1 << 3
@@ -32,7 +32,16 @@ FUSE_CAP_BIG_WRITES = 1 << 5
 
 
 def load_mfusepy():
-    """Import ``mfusepy`` (which loads libfuse3 when it is installed) or raise a clear error."""
+    """Import ``mfusepy`` on libfuse3, or raise a clear error.
+
+    mfusepy looks for libfuse2 first (Debian installs it beside libfuse3 for other tools, e.g.
+    gocryptfs), so libfuse3 is named explicitly unless the caller chose a library already.
+    """
+    if "mfusepy" not in sys.modules and not os.environ.get("FUSE_LIBRARY_PATH") \
+            and not os.environ.get("FUSE_LIBRARY_NAME"):
+        if ctypes.util.find_library("fuse3") is None:
+            raise OSError(errno.ENOSYS, "libfuse3 is not installed; install the fuse3 package")
+        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
     try:
         import mfusepy
     except (ImportError, OSError) as exc:  # libfuse missing: mfusepy raises at import
@@ -53,8 +62,6 @@ class FuseBridge:
     mounts use ``default_permissions``)."""
 
     use_ns = True
-    flag_nullpath_ok = True
-    flag_nopath = False
 
     def __init__(self, vfs: VFS, *, writable: bool = True, writeback_cache: bool = True,
                  attr_timeout: float = 1.0):
@@ -74,14 +81,15 @@ class FuseBridge:
             config.use_ino = 1
             config.hard_remove = 1
             config.kernel_cache = 1
-            config.nullpath_ok = 1
+            # paths are always computed (utimens, chmod and chown get no handle from mfusepy)
+            config.nullpath_ok = 0
             config.attr_timeout = self.attr_timeout
             config.entry_timeout = self.attr_timeout
             config.negative_timeout = 0.0
         if conn is not None:
             conn.max_write = MAX_IO
             conn.max_readahead = min(conn.max_readahead or MAX_IO, MAX_IO)
-            want = FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC
+            want = FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_BIG_WRITES
             if self.writeback:
                 want |= FUSE_CAP_WRITEBACK_CACHE
             conn.want |= want & conn.capable
@@ -271,7 +279,9 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks)."""
     mfusepy = load_mfusepy()
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache)
-    options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True}
+    options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True,
+                               # also set in init_with_config; mfusepy moves them where libfuse wants
+                               "hard_remove": True, "use_ino": True}
     if not writable:
         options["ro"] = True
     if allow_other:
