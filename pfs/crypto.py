@@ -22,6 +22,8 @@ __all__ = [
     "new_key",
     "new_nonce",
     "seal",
+    "seal_node",
+    "open_node",
     "open_sealed",
 ]
 
@@ -55,6 +57,22 @@ def seal(key: bytes, plaintext: bytes | bytearray | memoryview) -> tuple[bytes, 
     """Encrypt ``plaintext`` under ``key`` with the zero IV; return (ciphertext, tag)."""
     sealed = AESGCM(key).encrypt(IV, plaintext, None)
     return sealed[:-MAC_SIZE], sealed[-MAC_SIZE:]
+
+
+def seal_node(key: bytes, plaintext: bytes | bytearray | memoryview) -> tuple[memoryview, bytes]:
+    """Encrypt one node into a fresh buffer: (ciphertext view, tag) without extra copies."""
+    out = bytearray(len(plaintext) + MAC_SIZE)
+    AESGCM(key).encrypt_into(IV, plaintext, None, out)
+    view = memoryview(out)
+    return view[:-MAC_SIZE], bytes(view[-MAC_SIZE:])
+
+
+def open_node(key: bytes | bytearray | memoryview, ciphertext: bytes | memoryview,
+              tag: bytes | bytearray | memoryview) -> bytearray:
+    """Decrypt and authenticate one node into a new ``bytearray``; raise InvalidTag on failure."""
+    out = bytearray(len(ciphertext))
+    AESGCM(bytes(key)).decrypt_into(IV, b"".join((ciphertext, tag)), None, out)
+    return out
 
 
 def open_sealed(key: bytes, ciphertext: bytes | memoryview, tag: bytes | memoryview) -> bytes:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 
-from .crypto import InvalidTag, derive_metadata_key, new_key, new_nonce, open_sealed, seal
+from pal import random_bytes
+
+from .crypto import InvalidTag, derive_metadata_key, new_nonce, open_node, open_sealed, seal, seal_node
 from .errors import (
     CorruptedNodeError,
     FileClosedError,
@@ -259,7 +261,7 @@ class ProtectedFile:
                 d = data_node_of(pos)
                 start = data_node_offset(d)
                 stop = min(end, start + NODE_SIZE)
-                node = self._get_data(d)
+                node = self._get_data(d, overwrite=pos == start and stop == start + NODE_SIZE)
                 node.plain[pos - start:stop - start] = view[pos - offset:stop - offset]
                 self._mark_dirty(node)
             pos = stop
@@ -362,7 +364,7 @@ class ProtectedFile:
         if len(ciphertext) != NODE_SIZE:
             raise self._corrupted(physical, "missing from the file")
         try:
-            return bytearray(open_sealed(key, ciphertext, mac))
+            return open_node(key, ciphertext, mac)
         except InvalidTag:
             raise self._corrupted(physical, "authentication failed") from None
 
@@ -386,13 +388,15 @@ class ProtectedFile:
             key, mac = bytes(parent[off:off + KEY_SIZE]), bytes(parent[off + KEY_SIZE:off + 32])
         return self._insert(_Node(physical, True, m, self._decrypt_node(physical, key, mac), False))
 
-    def _get_data(self, d: int) -> _Node:
+    def _get_data(self, d: int, *, overwrite: bool = False) -> _Node:
+        """Data node ``d`` from the cache or storage (``overwrite``: the caller replaces all of
+        it, so the old content isn't read)."""
         physical = data_physical(d)
         node = self._cache.get(physical)
         if node is not None:
             self._cache.move_to_end(physical)
             return node
-        if d >= data_node_count(self._committed_size):
+        if overwrite or d >= data_node_count(self._committed_size):
             return self._insert(_Node(physical, False, d, bytearray(NODE_SIZE), False))
         parent = self._get_mht(d // DATA_ENTRIES_PER_MHT).plain
         off = data_entry_offset(d)
@@ -419,10 +423,11 @@ class ProtectedFile:
             parent.dirty = True
             m = parent.index
 
-    def _shrink_cache(self) -> None:
-        """Evict least-recently-used clean nodes; flush first when only dirty ones are left."""
+    def _shrink_cache(self, room: int = 0) -> None:
+        """Evict least-recently-used clean nodes (until ``room`` more fit); flush first when only
+        dirty ones are left."""
         cache = self._cache
-        while len(cache) > self._cache_size:
+        while len(cache) > max(0, self._cache_size - room):
             victim = next((p for p, n in cache.items() if not n.dirty), None)
             if victim is None:
                 self._flush_changes(sync=False)
@@ -465,11 +470,12 @@ class ProtectedFile:
         dirty = [n for n in self._cache.values() if n.dirty]
         # children before parents: data nodes first, then MHT nodes by decreasing index
         dirty.sort(key=lambda n: (n.is_mht, -n.index))
-        writes: list[tuple[int, bytes]] = []
+        writes: list[tuple[int, bytes | memoryview]] = []
         root_dirty = False
-        for node in dirty:
-            key = new_key()
-            ciphertext, mac = seal(key, node.plain)
+        keys = random_bytes(KEY_SIZE * len(dirty))  # a fresh key for every node, drawn at once
+        for i, node in enumerate(dirty):
+            key = keys[i * KEY_SIZE:(i + 1) * KEY_SIZE]
+            ciphertext, mac = seal_node(key, node.plain)
             if not node.is_mht:
                 parent = self._cache[mht_physical(node.index // DATA_ENTRIES_PER_MHT)].plain
                 off = data_entry_offset(node.index)
@@ -527,7 +533,11 @@ class ProtectedFile:
         """Load data nodes ``first..last`` that aren't cached with one read per run of
         consecutive nodes on disk (sequential reads then cost one system call per run)."""
         committed = data_node_count(self._committed_size)
-        last = min(last, committed - 1, first + self._cache_size - 2)
+        # at most half the cache, made room for first: prefetched nodes must outlive their use
+        last = min(last, committed - 1, first + self._cache_size // 2 - 1)
+        if last <= first:
+            return
+        self._shrink_cache(room=last - first + 1 + 2)
         d = first
         while d <= last:
             if data_physical(d) in self._cache:
@@ -539,7 +549,7 @@ class ProtectedFile:
             while end + 1 <= group_end and data_physical(end + 1) not in self._cache:
                 end += 1
             parent = self._get_mht(m).plain
-            raw = self._storage.read_at(data_physical(d) * NODE_SIZE, (end - d + 1) * NODE_SIZE)
+            raw = memoryview(self._storage.read_at(data_physical(d) * NODE_SIZE, (end - d + 1) * NODE_SIZE))
             for i in range(d, end + 1):
                 physical = data_physical(i)
                 chunk = raw[(i - d) * NODE_SIZE:(i - d + 1) * NODE_SIZE]
@@ -547,7 +557,7 @@ class ProtectedFile:
                     raise self._corrupted(physical, "missing from the file")
                 off = data_entry_offset(i)
                 try:
-                    plain = bytearray(open_sealed(parent[off:off + KEY_SIZE], chunk, parent[off + KEY_SIZE:off + 32]))
+                    plain = open_node(parent[off:off + KEY_SIZE], chunk, parent[off + KEY_SIZE:off + 32])
                 except InvalidTag:
                     raise self._corrupted(physical, "authentication failed") from None
                 self._insert(_Node(physical, False, i, plain, False))
