@@ -29,12 +29,14 @@ SLOW = os.environ.get("PFSKIT_SLOW", "") not in ("", "0")
 
 
 def _libfuse_major() -> int | None:
-    """The libfuse major version mfusepy loads (what the daemons run on), or None."""
+    """The libfuse major version the daemons run on: what ``vfs.fuse.load_mfusepy`` loads, asked in a
+    fresh interpreter (it may pick the library through the environment), or None."""
+    code = "from vfs.fuse import load_mfusepy; print(load_mfusepy().fuse_version_major)"
     try:
-        import mfusepy
-    except (ImportError, OSError):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    return int(mfusepy.fuse_version_major)
+    return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip().isdigit() else None
 
 
 def _libfuse3_path() -> str | None:
