@@ -85,6 +85,14 @@ def _is_dir(path: str, dir_fd: int | None) -> bool:
         return False
 
 
+def _not_writable(fd: int) -> bool:
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except (OSError, ValueError):
+        return False
+    return flags & 3 not in (os.O_WRONLY, os.O_RDWR) and not flags & O_PATH
+
+
 def _is_o_path_fd(fd: int) -> bool:
     try:
         return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & O_PATH)
@@ -137,25 +145,19 @@ def _moves_a_dir_in_use(op: tuple) -> bool:
 
 
 KNOWN_BUGS: dict[str, Callable[[tuple], bool]] = {
-    # open(symlink, O_NOFOLLOW|O_DIRECTORY) gives ELOOP (Linux: ENOTDIR, checked first)
-    "nofollow-directory-symlink": lambda op: (
-        op[0] in ("open", "openat") and op[-2] & (os.O_NOFOLLOW | os.O_DIRECTORY) == os.O_NOFOLLOW | os.O_DIRECTORY
-        and not op[-2] & O_PATH and _is_symlink(op[-3], op[1] if op[0] == "openat" else None)),
-    # F_GETFL on an O_PATH descriptor includes O_LARGEFILE (Linux: not for O_PATH opens)
-    "getfl-o-path-largefile": lambda op: op[0] == "fcntl" and op[2][0] == fcntl.F_GETFL and _is_o_path_fd(op[1]),
-    # open(folder, O_RDONLY|O_TRUNC) opens it (Linux: EISDIR, O_TRUNC asks for write access)
-    "trunc-dir": lambda op: (op[0] in ("open", "openat") and bool(op[-2] & os.O_TRUNC) and not op[-2] & O_PATH
-                             and _is_dir(op[-3], op[1] if op[0] == "openat" else None)),
-    # openat() checks dirfd before the flags (Linux: EINVAL for O_CREAT|O_DIRECTORY or mode 3 first)
-    "openat-flags-after-dirfd": lambda op: op[0] == "openat" and not op[3] & O_PATH and (
-        op[3] & (os.O_CREAT | os.O_DIRECTORY) == os.O_CREAT | os.O_DIRECTORY),
-    # open("a/", O_CREAT|O_EXCL) on an existing file gives EEXIST (Linux: EISDIR, trailing slash first)
-    "creat-excl-trailing-slash": lambda op: (op[0] in ("open", "openat") and not op[-2] & O_PATH
-                                             and op[-2] & os.O_CREAT and op[-3].endswith("/")),
-    # Locations keep the path and parent they were resolved with: after a folder holding the cwd
-    # (or an open folder) is renamed, getcwd() is stale, ".." goes to the old parent, and rename()
-    # can move a folder into itself
-    "stale-location-after-rename": _moves_a_dir_in_use,
+    # rename('a/', 'x'*256) with a a file gives ENOTDIR; Linux looks the target up first: ENAMETOOLONG
+    "rename-trailing-slash-before-target": lambda op: (
+        op[0] == "rename" and (op[1].endswith("/") or op[2].endswith("/"))
+        and len(op[2].rstrip("/").rsplit("/", 1)[-1]) > 255),
+    # a write of 0 bytes on an O_APPEND description moves the offset to the end (Linux: unchanged)
+    "append-empty-write-moves-offset": lambda op: (
+        (op[0] == "write" and op[2] == b"") or (op[0] == "writev" and not b"".join(op[2]))),
+    # ftruncate() on a descriptor not open for writing gives EBADF (Linux: EINVAL)
+    "ftruncate-not-writable": lambda op: op[0] == "ftruncate" and _not_writable(op[1]),
+    # open(O_CREAT) through a symlink whose target is "file/" gives ENOTDIR (Linux: EISDIR)
+    "creat-through-symlink-with-slash": lambda op: (
+        op[0] in ("open", "openat") and bool(op[-2] & os.O_CREAT) and not op[-2] & O_PATH
+        and _is_symlink(op[-3], op[1] if op[0] == "openat" else None)),
 }
 
 
@@ -165,7 +167,7 @@ KIND_BUGS: dict[str, dict[str, Callable[[tuple], bool]]] = {
     "chroot": {
         # ChrootFs: open(O_RDONLY|O_TRUNC) of an existing file gives EINVAL (the host file is opened
         # read-only, then truncated through it)
-        "rdonly-trunc": lambda op: (op[0] in ("open", "openat") and op[-2] & 3 == os.O_RDONLY
+        "rdonly-trunc": lambda op: (op[0] in ("open", "openat") and op[-2] & 3 in (os.O_RDONLY, 3)
                                     and bool(op[-2] & os.O_TRUNC) and not op[-2] & O_PATH),
         # ChrootFs: after the cwd is removed, getcwd() still succeeds and files can be created in it
         "removed-cwd": lambda op: _removes_a_dir_in_use(op),
@@ -179,9 +181,9 @@ KIND_BUGS: dict[str, dict[str, Callable[[tuple], bool]]] = {
 # What is wrong, for the bugs of one mount type.
 KIND_REASONS: dict[tuple[str, str], str] = {
     ("chroot", "rdonly-trunc"): (
-        "ChrootFs: open(existing file, O_RDONLY|O_TRUNC) fails with EINVAL (Linux truncates and opens it): "
-        "HostInode.open opens the host file O_RDONLY and VFS.open then truncates through that descriptor "
-        "(host ftruncate on a read-only fd: EINVAL)"),
+        "ChrootFs: open(existing file, O_RDONLY|O_TRUNC) (or access mode 3 with O_TRUNC) fails with EINVAL (Linux "
+        "truncates and opens it): HostInode.open opens the host file with the caller's access mode and VFS.open "
+        "then truncates through that descriptor (host ftruncate on a non-writable fd: EINVAL)"),
     ("chroot", "removed-cwd"): (
         "ChrootFs: after rmdir of the cwd, getcwd() still returns the path (Linux ENOENT: Process.getcwd tests "
         "inode.nlink, which HostInode doesn't update; its stat() says 0) and listdir('.') gives ENOENT "
@@ -914,6 +916,21 @@ BUG_REPROS: dict[str, tuple[str, list[tuple]]] = {
         "VFS.open('a/', O_CREAT|O_EXCL) with a an existing file gives EEXIST; Linux EISDIR (the trailing slash "
         "is checked first)",
         [*CREATE_A, ("open", "a/", os.O_CREAT | os.O_EXCL | RO, 0o644)]),
+    "rename-trailing-slash-before-target": (
+        "VFS.rename checks 'source is not a folder but a path has a trailing slash' (ENOTDIR) before looking up "
+        "the target; Linux looks the target up first: rename('a/', 'x'*256) gives ENAMETOOLONG",
+        [*CREATE_A, ("rename", "a/", TOO_LONG)]),
+    "append-empty-write-moves-offset": (
+        "OpenFile.write with O_APPEND moves the offset to the end even for 0 bytes; Linux leaves it (an empty "
+        "write returns before the append positioning)",
+        [*CREATE_A, ("open", "a", W | os.O_APPEND, 0), ("write", 0, b""), ("lseek", 0, 0, os.SEEK_CUR),
+         ("writev", 0, [b""]), ("lseek", 0, 0, os.SEEK_CUR)]),
+    "ftruncate-not-writable": (
+        "OpenFile.truncate on a descriptor not open for writing gives EBADF; Linux EINVAL",
+        [*CREATE_A, ("open", "a", RO, 0), ("ftruncate", 0, 0)]),
+    "creat-through-symlink-with-slash": (
+        "VFS.open(O_CREAT) of a symlink whose target is 'a/' (a an existing file) gives ENOTDIR; Linux EISDIR",
+        [*CREATE_A, ("symlink", "a/", "e"), ("open", "e", RO | os.O_CREAT, 0o644)]),
     "removed-cwd": (
         "after the cwd is removed, getcwd() still succeeded (Linux ENOENT) and files could be created in it "
         "(Linux ENOENT)",
