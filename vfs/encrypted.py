@@ -353,6 +353,14 @@ class EncryptedInode(HostInode):
             if self.pf is not None and self.pf.writable:
                 self.pf.flush()
 
+    def utimens(self, atime_ns: int | None, mtime_ns: int | None) -> None:
+        # write pending changes first, or their flush at close would move the host's mtime
+        # past the time set here (``cp -p``, ``tar -x``, ``touch -d`` on an open file)
+        with self.lock:
+            if self.pf is not None and self.pf.writable:
+                self.pf.flush(sync=False)
+        super().utimens(atime_ns, mtime_ns)
+
     def call(self, op, *args):
         """Run ``op(pf, *args)`` on the shared protected file, logging corruption."""
         with self.lock:

@@ -2,14 +2,16 @@
 
 Every request goes through the same VFS the LibOS uses, so what a mount shows is exactly what
 an application inside the LibOS sees. Open files are kept by handle number, so a file unlinked
-while open keeps working (``hard_remove``: the kernel forwards unlink at once and keeps using
-the handle). The kernel's page cache is used where that is safe: attributes and entries are
-cached for a second, file data is kept across opens (``kernel_cache``: only this daemon changes
-the files), and a writable mount enables the writeback cache, which batches small writes.
+while open keeps working for I/O (``hard_remove``; only ``fstat`` on it fails with ESTALE:
+libfuse's high-level API gets no handle with that request). The kernel's page cache is used
+where that is safe: attributes and entries are cached for a second, file data is kept across
+opens (``kernel_cache``: only this daemon changes the files), and a writable mount enables the
+writeback cache, which batches small writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import errno
 import logging
@@ -20,7 +22,7 @@ from typing import Any
 
 from .file import OpenFile
 from .node import Stat, err
-from .vfs import VFS
+from .vfs import VFS, Location
 
 log = logging.getLogger("vfs.fuse")
 
@@ -64,25 +66,32 @@ class FuseBridge:
     use_ns = True
 
     def __init__(self, vfs: VFS, *, writable: bool = True, writeback_cache: bool = True,
-                 attr_timeout: float = 1.0):
+                 attr_timeout: float = 1.0, direct_io: bool = False):
         self.vfs = vfs
+        self.direct_io = direct_io
         self.ctx = vfs.context("/", umask=0)
         self.writable = writable
         self.writeback = writeback_cache and writable
         self.attr_timeout = attr_timeout
         self._files: dict[int, OpenFile] = {}
+        self._dirs: dict[int, Location] = {}
         self._next_fh = 1
         self._lock = threading.Lock()
+        self.call_fh = threading.local()  # the handle of a chmod/chown/utimens call (mfusepy drops it)
 
     # ------------------------------------------------------------------ lifecycle
 
     def init_with_config(self, conn, config) -> None:
         if config is not None:
             config.use_ino = 1
+            # unlink at once (no .fuse_hiddenN files left in the user's folder); the open handle
+            # keeps the file usable for I/O. libfuse's high-level API can't fstat a removed node
+            # (the kernel sends no handle with GETATTR): that gives ESTALE
             config.hard_remove = 1
-            config.kernel_cache = 1
-            # paths are always computed (utimens, chmod and chown get no handle from mfusepy)
-            config.nullpath_ok = 0
+            config.kernel_cache = 0 if self.direct_io else 1
+            config.direct_io = 1 if self.direct_io else 0
+            # calls on an open file may come without a path (an unlinked file has none)
+            config.nullpath_ok = 1
             config.attr_timeout = self.attr_timeout
             config.entry_timeout = self.attr_timeout
             config.negative_timeout = 0.0
@@ -148,22 +157,39 @@ class FuseBridge:
         self.vfs.access(self.ctx, path, amode)
         return 0
 
-    def chmod(self, path: str, mode: int) -> int:
+    def _handle_file(self) -> OpenFile:
+        """The open file of a path-less chmod/chown/utimens (``fchmod`` and friends)."""
+        fh = getattr(self.call_fh, "fh", None)
+        if fh is None or fh not in self._files:
+            raise err(errno.EBADF)
+        return self._files[fh]
+
+    def chmod(self, path: str | None, mode: int) -> int:
         self._check_write()
-        self.vfs.chmod(self.ctx, path, mode)
+        if path is None:
+            self._handle_file().inode.chmod(mode)
+        else:
+            self.vfs.chmod(self.ctx, path, mode)
         return 0
 
-    def chown(self, path: str, uid: int, gid: int) -> int:
+    def chown(self, path: str | None, uid: int, gid: int) -> int:
         self._check_write()
-        self.vfs.chown(self.ctx, path, uid, gid)
+        if path is None:
+            self._handle_file().inode.chown(uid, gid)
+        else:
+            self.vfs.chown(self.ctx, path, uid, gid)
         return 0
 
-    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
+    def utimens(self, path: str | None, times: tuple[int, int] | None = None) -> int:
         self._check_write()
         if times is None:
             now = self.vfs_clock()
             times = (now, now)
-        self.vfs.utimens(self.ctx, path, times[0], times[1])
+        if path is None:
+            with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
+                self._handle_file().inode.utimens(times[0], times[1])
+        else:
+            self.vfs.utimens(self.ctx, path, times[0], times[1])
         return 0
 
     @staticmethod
@@ -180,8 +206,11 @@ class FuseBridge:
 
     # ------------------------------------------------------------------ names
 
-    def readdir(self, path: str, fh: int) -> list[str]:
-        return [name for name, _, _ in self.vfs.listdir(self.ctx, path)]
+    def readdir(self, path: str | None, fh: int) -> list[tuple[str, dict[str, int], int]]:
+        loc = self._dirs.get(fh)
+        entries = self.vfs.dir_listing(loc) if loc is not None else self.vfs.listdir(self.ctx, path or "/")
+        # with use_ino the kernel takes d_ino from here: an entry with ino 0 is skipped by readdir(3)
+        return [(name, {"st_ino": ino, "st_mode": dtype << 12}, 0) for name, ino, dtype in entries]
 
     def mkdir(self, path: str, mode: int) -> int:
         self._check_write()
@@ -267,18 +296,32 @@ class FuseBridge:
         return 0
 
     def opendir(self, path: str) -> int:
+        """A handle on the folder (later calls on it may come without a path)."""
         self.vfs.listdir(self.ctx, path)  # errors (ENOTDIR, EACCES) at open, as the kernel expects
-        return 0
+        loc = self.vfs.pin(self.vfs.lookup(self.ctx, path))
+        with self._lock:
+            fh = self._next_fh
+            self._next_fh += 1
+            self._dirs[fh] = loc
+        return fh
 
     def releasedir(self, path: str | None, fh: int) -> int:
+        with self._lock:
+            self._dirs.pop(fh, None)
         return 0
 
 
 def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
-          debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True) -> None:
-    """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks)."""
+          debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
+          direct_io: bool = False) -> None:
+    """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks).
+
+    ``direct_io`` bypasses the kernel's page cache: needed when the VFS has files whose size
+    isn't known before they are read (/proc), at the cost of caching and of shared mmap.
+    """
     mfusepy = load_mfusepy()
-    bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache)
+    bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
+                        direct_io=direct_io)
     options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True,
                                # also set in init_with_config; mfusepy moves them where libfuse wants
                                "hard_remove": True, "use_ino": True}
@@ -286,5 +329,30 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         options["ro"] = True
     if allow_other:
         options["allow_other"] = True
+
+    class Fuse(mfusepy.FUSE):
+        """mfusepy drops the file handle of chmod/chown/utimens/truncate: pass it on."""
+
+        def _with_fh(self, fip, call):
+            bridge.call_fh.fh = fip.contents.fh if fip else None
+            try:
+                return call()
+            finally:
+                bridge.call_fh.fh = None
+
+        def chmod_fuse_3(self, path, mode, fip):
+            return self._with_fh(fip, lambda: super(Fuse, self).chmod_fuse_3(path, mode, fip))
+
+        def chown_fuse_3(self, path, uid, gid, fip):
+            return self._with_fh(fip, lambda: super(Fuse, self).chown_fuse_3(path, uid, gid, fip))
+
+        def truncate_fuse_3(self, path, length, fip):
+            fh = fip.contents.fh if fip else None
+            name = None if path is None else path.decode(self.encoding, self.errors)
+            return bridge.truncate(name, length, fh)
+
+        def utimens_fuse_3(self, path, buf, fip):
+            return self._with_fh(fip, lambda: super(Fuse, self).utimens_fuse_3(path, buf, fip))
+
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
-    mfusepy.FUSE(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=False, **options)
+    Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=False, **options)
