@@ -149,11 +149,6 @@ KNOWN_BUGS: dict[str, Callable[[tuple], bool]] = {
     "rename-trailing-slash-before-target": lambda op: (
         op[0] == "rename" and (op[1].endswith("/") or op[2].endswith("/"))
         and len(op[2].rstrip("/").rsplit("/", 1)[-1]) > 255),
-    # a write of 0 bytes on an O_APPEND description moves the offset to the end (Linux: unchanged)
-    "append-empty-write-moves-offset": lambda op: (
-        (op[0] == "write" and op[2] == b"") or (op[0] == "writev" and not b"".join(op[2]))),
-    # ftruncate() on a descriptor not open for writing gives EBADF (Linux: EINVAL)
-    "ftruncate-not-writable": lambda op: op[0] == "ftruncate" and _not_writable(op[1]),
     # open(O_CREAT) through a symlink whose target is "file/" gives ENOTDIR (Linux: EISDIR)
     "creat-through-symlink-with-slash": lambda op: (
         op[0] in ("open", "openat") and bool(op[-2] & os.O_CREAT) and not op[-2] & O_PATH

@@ -138,6 +138,8 @@ class OpenFile:
         assert self.handle is not None
         if not getattr(self.handle, "seekable", True):
             return self.handle.write(0, data)
+        if not len(data):
+            return 0  # before any O_APPEND positioning, as Linux
         with self.inode.lock, self.lock:
             if self.flags & os.O_APPEND:
                 self.offset = self.handle.size()
@@ -198,7 +200,7 @@ class OpenFile:
         if self.flags & O_PATH:
             raise err(errno.EBADF)
         if not self.writable or self.pipe is not None:
-            raise err(errno.EINVAL if self.pipe is not None or self.inode.is_dir else errno.EBADF)
+            raise err(errno.EINVAL)  # Linux: not open for writing, a pipe or a folder
         if size < 0:
             raise err(errno.EINVAL)
         assert self.handle is not None
