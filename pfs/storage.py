@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from pal import HostFile
 
-__all__ = ["Storage", "MemoryStorage", "HostFile"]
+__all__ = ["BorrowedStorage", "HostFile", "MemoryStorage", "Storage"]
 
 
 @runtime_checkable
@@ -61,6 +61,44 @@ class MemoryStorage:
 
     def size(self) -> int:
         return len(self.data)
+
+    def close(self) -> None:
+        pass
+
+
+class BorrowedStorage:
+    """Another storage, lent: ``close`` does nothing (its owner closes it), and with
+    ``readonly`` every change is refused."""
+
+    def __init__(self, inner: Storage, *, readonly: bool = False):
+        self._inner = inner
+        self.readonly = readonly
+        self.name = inner.name
+
+    def _refuse(self) -> None:
+        from .errors import ReadOnlyError
+
+        raise ReadOnlyError(f"{self.name}: storage is read-only here", path=self.name)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        return self._inner.read_at(offset, size)
+
+    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
+        if self.readonly:
+            self._refuse()
+        self._inner.write_at(offset, data)
+
+    def truncate(self, size: int) -> None:
+        if self.readonly:
+            self._refuse()
+        self._inner.truncate(size)
+
+    def fsync(self) -> None:
+        if not self.readonly:
+            self._inner.fsync()
+
+    def size(self) -> int:
+        return self._inner.size()
 
     def close(self) -> None:
         pass

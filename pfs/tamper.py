@@ -45,6 +45,7 @@ from .layout import (
 )
 from .metadata import Header, Metadata, parse_header
 from .protected_file import ProtectedFile
+from .storage import BorrowedStorage
 
 __all__ = ["make_tampered_variants", "plan_variants", "Variant"]
 
@@ -321,36 +322,10 @@ def plan_variants(storage: HostFile, key: bytes) -> list[Variant]:
     encrypted file under ``key``.
     """
     # Validate with the real reader first (typed errors, root MHT check, truncation check).
-    ProtectedFile.open(_Borrowed(storage), key, None)
+    ProtectedFile.open(BorrowedStorage(storage, readonly=True), key, None)
     src = _load_source(storage, key)
     return (_plan_truncations(src) + _plan_header(src) + _plan_metadata(src) + _plan_mht(src)
             + _plan_data(src, lambda n: storage.read_at(n * NODE_SIZE, NODE_SIZE)))
-
-
-class _Borrowed:
-    """A view of a storage whose ``close`` does nothing (the caller keeps ownership)."""
-
-    def __init__(self, inner: HostFile):
-        self._inner = inner
-        self.name = inner.name
-
-    def read_at(self, offset: int, size: int) -> bytes:
-        return self._inner.read_at(offset, size)
-
-    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        raise PfsError(f"{self.name}: source is read-only", path=self.name, errno=_errno.EBADF)
-
-    def truncate(self, size: int) -> None:
-        raise PfsError(f"{self.name}: source is read-only", path=self.name, errno=_errno.EBADF)
-
-    def fsync(self) -> None:
-        pass
-
-    def size(self) -> int:
-        return self._inner.size()
-
-    def close(self) -> None:
-        pass
 
 
 def _copy_prefix(src_fd: int, dst_fd: int, length: int) -> None:

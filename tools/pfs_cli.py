@@ -28,6 +28,7 @@ from pfs.inspect import read_full_info, read_header_info
 from pfs.keys import generate_key_file, load_key
 from pfs.paths import bound_path_for, normalize_bound_path
 from pfs.protected_file import ProtectedFile
+from pfs.storage import BorrowedStorage
 from pfs.stream import decrypt_stream, encrypt_stream
 
 from .cli_support import (
@@ -224,7 +225,7 @@ def op_verify(job: FileJob, *, progress: Callable[[int], None] | None, key: byte
 
 def _first_bad_node_before(src: HostFile, key: bytes, limit: int) -> CorruptedNodeError | None:
     """The first node (in file order) that fails authentication below plaintext offset ``limit``."""
-    pf = ProtectedFile.open(_KeepOpen(src), key, None)
+    pf = ProtectedFile.open(BorrowedStorage(src), key, None)
     try:
         offset = 0
         while offset < limit:
@@ -237,32 +238,6 @@ def _first_bad_node_before(src: HostFile, key: bytes, limit: int) -> CorruptedNo
     finally:
         pf.close()
     return None
-
-
-class _KeepOpen:
-    """A storage whose ``close`` only flushes: the caller closes the real file."""
-
-    def __init__(self, inner: HostFile):
-        self._inner = inner
-        self.name = inner.name
-
-    def read_at(self, offset: int, size: int) -> bytes:
-        return self._inner.read_at(offset, size)
-
-    def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
-        self._inner.write_at(offset, data)
-
-    def truncate(self, size: int) -> None:
-        self._inner.truncate(size)
-
-    def fsync(self) -> None:
-        self._inner.fsync()
-
-    def size(self) -> int:
-        return self._inner.size()
-
-    def close(self) -> None:
-        pass
 
 
 def op_rekey(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, new_key: bytes) -> str:
@@ -288,7 +263,7 @@ def op_rekey(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes
         bound = bytes(old.metadata.path)
         size = old.size
         with AtomicOutput(target, force=True, mode=st.st_mode & 0o7777) as out:
-            new = ProtectedFile.create(_KeepOpen(out.file), new_key, bound)
+            new = ProtectedFile.create(BorrowedStorage(out.file), new_key, bound)
             try:
                 offset = 0
                 while offset < size:
@@ -775,7 +750,7 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
     if sample is not None:
         try:
             with HostFile(sample) as probe:
-                ProtectedFile.open(_KeepOpen(probe), key, None)
+                ProtectedFile.open(BorrowedStorage(probe), key, None)
         except PfsError as exc:
             if isinstance(exc, WrongKeyError):
                 raise CliError(f"wrong key for '{encdir}': {exc}; not mounting") from None
