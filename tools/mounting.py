@@ -44,8 +44,11 @@ def run_mount(serve: Callable[[], None], mountpoint: str, *, foreground: bool, l
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
-        err_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600) if log_file else write_end
-        os.dup2(err_fd, 2)
+        if log_file:
+            # errors before the mount is up still reach the parent; later messages go to the log
+            os.dup2(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), 2)
+        else:
+            os.dup2(write_end, 2)
         code = 0
         try:
             serve()

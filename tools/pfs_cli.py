@@ -728,10 +728,12 @@ def _first_pfs_file(root: str, limit: int = 200) -> str | None:
 @click.option("-f", "--foreground", is_flag=True, help="Stay in the foreground (Ctrl-C unmounts).")
 @click.option("--allow-other", is_flag=True, help="Let other users access the mount (needs user_allow_other).")
 @click.option("--recovery", is_flag=True, help="Keep Gramine's recovery journal for files written through the mount.")
+@click.option("--log", "log_file", metavar="FILE",
+              help="Append the daemon's messages (e.g. files that fail authentication) to FILE.")
 @debug_option
 @click.pass_context
 def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: bool, bind_prefix: str | None,
-          foreground: bool, allow_other: bool, recovery: bool, debug: bool) -> int:
+          foreground: bool, allow_other: bool, recovery: bool, log_file: str | None, debug: bool) -> int:
     """Mount a folder of encrypted files at MOUNTPOINT (FUSE): plaintext view, read-only unless --rw."""
     settings = _settings(ctx, debug)
     from vfs.encrypted import EncryptedFs, KeyStore
@@ -769,7 +771,7 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
         serve(vfs, os.path.abspath(mountpoint), writable=rw, foreground=True, allow_other=allow_other,
               debug=settings.debug, fsname=os.path.abspath(encdir), subtype="pfs")
 
-    code = run_mount(run, mountpoint, foreground=foreground)
+    code = run_mount(run, mountpoint, foreground=foreground, log_file=log_file)
     if not foreground:
         click.echo(f"mounted {encdir} at {mountpoint} ({'read-write' if rw else 'read-only'}); "
                    f"unmount with 'pfs umount {mountpoint}'", err=True)

@@ -138,6 +138,7 @@ class EncryptedFs(ChrootFs):
         self.bind_prefix = bind_prefix
         self._sizes: OrderedDict[tuple[int, ...], int] = OrderedDict()
         self._sizes_lock = threading.Lock()
+        self._logged: set[str] = set()
         keys.declare(key_name)
 
     def inode_class(self, mode: int) -> type[HostInode]:
@@ -164,9 +165,17 @@ class EncryptedFs(ChrootFs):
         return self.enable_recovery and name.endswith(RECOVERY_SUFFIX)
 
     def log_failure(self, path: str, exc: OSError, what: str = "cannot open encrypted file") -> None:
+        """One log line per failing file and cause (readers retry; the log shouldn't repeat)."""
         node = getattr(exc, "node", None)
         extra = f" (node {node})" if node is not None and f"node {node}" not in str(exc) else ""
-        log.warning("%s: %s: %s%s", path, what, _message(path, exc), extra)
+        line = f"{path}: {what}: {_message(path, exc)}{extra}"
+        with self.lock:
+            if line in self._logged:
+                return
+            if len(self._logged) > 10_000:
+                self._logged.clear()
+            self._logged.add(line)
+        log.warning("%s", line)
 
     # ------------------------------------------------------------------ protected files
 
