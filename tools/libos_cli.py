@@ -47,7 +47,8 @@ def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allo
         def run() -> None:
             serve(lo.vfs, os.path.abspath(mountpoint), writable=not readonly, foreground=True,
                   allow_other=allow_other, debug=debug, fsname=os.path.abspath(manifest), subtype="libos",
-                  direct_io=True)  # /proc files have no size until they are read
+                  direct_io=True,  # /proc files have no size until they are read
+                  multithreaded=True)  # a FIFO open or read may block one request
 
         run_mount(run, mountpoint, foreground=foreground)
         if not foreground:
