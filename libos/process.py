@@ -429,7 +429,7 @@ class Process:
 
     def getcwd(self) -> str:
         self._enter()
-        if self.ctx.cwd.inode.nlink == 0:
+        if self.ctx.cwd.inode.stat().st_nlink == 0:
             raise err(errno.ENOENT)  # the cwd was removed
         return self.ctx.cwd.path
 

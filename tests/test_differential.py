@@ -160,10 +160,6 @@ KNOWN_BUGS: dict[str, Callable[[tuple], bool]] = {
 KIND_BUGS: dict[str, dict[str, Callable[[tuple], bool]]] = {
     "tmpfs": {},
     "chroot": {
-        # ChrootFs: open(O_RDONLY|O_TRUNC) of an existing file gives EINVAL (the host file is opened
-        # read-only, then truncated through it)
-        "rdonly-trunc": lambda op: (op[0] in ("open", "openat") and op[-2] & 3 in (os.O_RDONLY, 3)
-                                    and bool(op[-2] & os.O_TRUNC) and not op[-2] & O_PATH),
         # ChrootFs: after the cwd is removed, getcwd() still succeeds and files can be created in it
         "removed-cwd": lambda op: _removes_a_dir_in_use(op),
     },
@@ -175,10 +171,6 @@ KIND_BUGS: dict[str, dict[str, Callable[[tuple], bool]]] = {
 
 # What is wrong, for the bugs of one mount type.
 KIND_REASONS: dict[tuple[str, str], str] = {
-    ("chroot", "rdonly-trunc"): (
-        "ChrootFs: open(existing file, O_RDONLY|O_TRUNC) (or access mode 3 with O_TRUNC) fails with EINVAL (Linux "
-        "truncates and opens it): HostInode.open opens the host file with the caller's access mode and VFS.open "
-        "then truncates through that descriptor (host ftruncate on a non-writable fd: EINVAL)"),
     ("chroot", "removed-cwd"): (
         "ChrootFs: after rmdir of the cwd, getcwd() still returns the path (Linux ENOENT: Process.getcwd tests "
         "inode.nlink, which HostInode doesn't update; its stat() says 0) and listdir('.') gives ENOENT "

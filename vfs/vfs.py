@@ -315,7 +315,7 @@ class VFS:
     # ================================================================== namespace changes
 
     def _parent_for_change(self, ctx: Context, parent: Location, path: str) -> None:
-        if parent.inode.nlink == 0:
+        if parent.inode.stat().st_nlink == 0:
             raise err(errno.ENOENT, path)  # a removed directory takes no new entries
         self._writable_mount(parent, path)
         self._require(ctx, parent.inode, W_OK | X_OK, path)
@@ -531,7 +531,8 @@ class VFS:
         try:
             if flags & os.O_TRUNC and inode.is_reg and handle.size():
                 with inode.lock:
-                    handle.truncate(0)
+                    # a read-only handle can't truncate (host descriptors): the inode can
+                    (inode.truncate if acc in (os.O_RDONLY, O_ACCMODE) else handle.truncate)(0)
                 inode.touch(mtime=True, ctime=True)
         except BaseException:
             handle.close()
