@@ -174,25 +174,10 @@ wrap_key_option = click.option("-w", "--wrap-key", "wrap_key", required=True, me
 # ---------------------------------------------------------------------- per-file operations
 # Top-level functions: they run in worker processes too.
 
-def op_encrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, force: bool,
-               jobs: int, sync: bool = True) -> int:
-    """Encrypt ``job.src`` to ``job.dst`` bound to ``job.path``; return the plaintext size."""
-    assert job.dst is not None and job.path is not None
-    require_file(job.src, "input")
-    check_output_target(job.dst, force=force)
-    try:
-        src = HostFile(job.src)
-    except OSError as exc:
-        raise CliError(f"can't read input '{job.src}': {exc.strerror}") from None
-    with src, AtomicOutput(job.dst, force=force, sync=sync) as out:
-        size = encrypt_stream(src, out.file, key, job.path, jobs=jobs, progress=progress)
-        out.commit()
-    return size
-
-
-def op_decrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, force: bool,
-               jobs: int, sync: bool = True) -> int:
-    """Decrypt ``job.src`` to ``job.dst`` (checking ``job.path`` if set); return the size."""
+def _stream_to_output(job: FileJob, stream: Callable[..., int], *, progress: Callable[[int], None] | None,
+                      key: bytes, force: bool, jobs: int, sync: bool) -> int:
+    """Run ``stream(src, dst, key, job.path, ...)`` from ``job.src`` into a temporary file that
+    replaces ``job.dst`` only on success; return the plaintext size."""
     assert job.dst is not None
     require_file(job.src, "input")
     check_output_target(job.dst, force=force)
@@ -201,9 +186,22 @@ def op_decrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: byt
     except OSError as exc:
         raise CliError(f"can't read input '{job.src}': {exc.strerror}") from None
     with src, AtomicOutput(job.dst, force=force, sync=sync) as out:
-        size = decrypt_stream(src, out.file, key, job.path, jobs=jobs, progress=progress)
+        size = stream(src, out.file, key, job.path, jobs=jobs, progress=progress)
         out.commit()
     return size
+
+
+def op_encrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, force: bool,
+               jobs: int, sync: bool = True) -> int:
+    """Encrypt ``job.src`` to ``job.dst`` bound to ``job.path``; return the plaintext size."""
+    assert job.path is not None
+    return _stream_to_output(job, encrypt_stream, progress=progress, key=key, force=force, jobs=jobs, sync=sync)
+
+
+def op_decrypt(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, force: bool,
+               jobs: int, sync: bool = True) -> int:
+    """Decrypt ``job.src`` to ``job.dst`` (checking ``job.path`` if set); return the size."""
+    return _stream_to_output(job, decrypt_stream, progress=progress, key=key, force=force, jobs=jobs, sync=sync)
 
 
 def op_verify(job: FileJob, *, progress: Callable[[int], None] | None, key: bytes, jobs: int) -> int:
