@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from pal import random_bytes
 
 from .crypto import InvalidTag, derive_metadata_key, new_nonce, open_node, open_sealed, seal, seal_node
@@ -31,6 +33,7 @@ from .layout import (
     DATA_ENTRIES_PER_MHT,
     ENCRYPTED_PART_SIZE,
     FLAG_UPDATE_PENDING,
+    IV,
     KEY_SIZE,
     MAJOR_VERSION,
     MD_USER_DATA_SIZE,
@@ -223,8 +226,7 @@ class ProtectedFile:
         self._check_open()
         view = memoryview(buf).cast("B")
         end = min(offset + len(view), self._meta.size)
-        if end - offset > NODE_SIZE and end > MD_USER_DATA_SIZE:
-            self._prefetch(data_node_of(max(offset, MD_USER_DATA_SIZE)), data_node_of(end - 1))
+        committed = data_node_count(self._committed_size)
         pos = offset
         while pos < end:
             if pos < MD_USER_DATA_SIZE:
@@ -234,6 +236,10 @@ class ProtectedFile:
                 d = data_node_of(pos)
                 start = data_node_offset(d)
                 stop = min(end, start + NODE_SIZE)
+                if pos == start and stop == start + NODE_SIZE and d < committed \
+                        and data_physical(d) not in self._cache:
+                    pos += self._read_run_into(d, (end - pos) // NODE_SIZE, view[pos - offset:end - offset])
+                    continue
                 node = self._get_data(d)
                 view[pos - offset:stop - offset] = node.plain[pos - start:stop - start]
                 self._shrink_cache()
@@ -529,39 +535,31 @@ class ProtectedFile:
                     self._storage.write_at(start * NODE_SIZE, run[0] if len(run) == 1 else b"".join(run))
             start, run = physical, [ciphertext]
 
-    def _prefetch(self, first: int, last: int) -> None:
-        """Load data nodes ``first..last`` that aren't cached with one read per run of
-        consecutive nodes on disk (sequential reads then cost one system call per run)."""
-        committed = data_node_count(self._committed_size)
-        # at most half the cache, made room for first: prefetched nodes must outlive their use
-        last = min(last, committed - 1, first + self._cache_size // 2 - 1)
-        if last <= first:
-            return
-        self._shrink_cache(room=last - first + 1 + 2)
-        d = first
-        while d <= last:
-            if data_physical(d) in self._cache:
-                d += 1
-                continue
-            m = d // DATA_ENTRIES_PER_MHT
-            end = d
-            group_end = min(last, (m + 1) * DATA_ENTRIES_PER_MHT - 1)
-            while end + 1 <= group_end and data_physical(end + 1) not in self._cache:
-                end += 1
-            parent = self._get_mht(m).plain
-            raw = memoryview(self._storage.read_at(data_physical(d) * NODE_SIZE, (end - d + 1) * NODE_SIZE))
-            for i in range(d, end + 1):
-                physical = data_physical(i)
-                chunk = raw[(i - d) * NODE_SIZE:(i - d + 1) * NODE_SIZE]
-                if len(chunk) != NODE_SIZE:
-                    raise self._corrupted(physical, "missing from the file")
-                off = data_entry_offset(i)
-                try:
-                    plain = open_node(parent[off:off + KEY_SIZE], chunk, parent[off + KEY_SIZE:off + 32])
-                except InvalidTag:
-                    raise self._corrupted(physical, "authentication failed") from None
-                self._insert(_Node(physical, False, i, plain, False))
-            d = end + 1
+    def _read_run_into(self, first: int, count: int, out: memoryview) -> int:
+        """Decrypt up to ``count`` whole data nodes from ``first`` that are on disk and not
+        cached, straight into ``out`` (one read for the run, no cache entries); return the bytes
+        read. A node that fails authentication is zeroed in ``out`` before the error is raised."""
+        m = first // DATA_ENTRIES_PER_MHT
+        last = min(first + count, (m + 1) * DATA_ENTRIES_PER_MHT, data_node_count(self._committed_size))
+        n = 1
+        while first + n < last and data_physical(first + n) not in self._cache:
+            n += 1
+        parent = self._get_mht(m).plain
+        raw = self._storage.read_at(data_physical(first) * NODE_SIZE, n * NODE_SIZE)
+        for i in range(n):
+            physical = data_physical(first + i)
+            chunk = raw[i * NODE_SIZE:(i + 1) * NODE_SIZE]
+            target = out[i * NODE_SIZE:(i + 1) * NODE_SIZE]
+            if len(chunk) != NODE_SIZE:
+                raise self._corrupted(physical, "missing from the file")
+            off = data_entry_offset(first + i)
+            try:
+                AESGCM(bytes(parent[off:off + KEY_SIZE])).decrypt_into(
+                    IV, chunk + bytes(parent[off + KEY_SIZE:off + 32]), None, target)
+            except InvalidTag:
+                target[:] = bytes(NODE_SIZE)  # never leave unauthenticated plaintext behind
+                raise self._corrupted(physical, "authentication failed") from None
+        return n * NODE_SIZE
 
     def _write_journal(self, writes: list[tuple[int, bytes]]) -> None:
         """Gramine's write order: old images to the journal, then node 0 flagged "update pending"."""
