@@ -32,9 +32,11 @@ from .errors import (
 from .layout import (
     DATA_ENTRIES_PER_MHT,
     ENCRYPTED_PART_SIZE,
+    ENTRY_SIZE,
     FLAG_UPDATE_PENDING,
     IV,
     KEY_SIZE,
+    MAC_SIZE,
     MAJOR_VERSION,
     MD_USER_DATA_SIZE,
     NODE_SIZE,
@@ -93,6 +95,7 @@ class ProtectedFile:
         self._meta = Metadata()
         self._meta_dirty = False
         self._committed_size = 0  # plaintext size as of the last completed flush (what is on disk)
+        self._present_ndata = 0  # data nodes whose current content is on disk (or cached and dirty)
         self._disk_node0: bytes | None = None  # raw node 0 on disk (for the recovery journal)
         self._disk_header: Header | None = None
         self.version = (MAJOR_VERSION, 0)
@@ -167,6 +170,7 @@ class ProtectedFile:
                 f"{meta.size} ({needed} nodes needed, {disk_size // NODE_SIZE} present)", path=name)
         self._meta = meta
         self._committed_size = meta.size
+        self._present_ndata = data_node_count(meta.size)
         self._disk_node0 = node0
         self._disk_header = header
         self.version = (header.major, header.minor)
@@ -226,7 +230,7 @@ class ProtectedFile:
         self._check_open()
         view = memoryview(buf).cast("B")
         end = min(offset + len(view), self._meta.size)
-        committed = data_node_count(self._committed_size)
+        committed = self._present_ndata
         pos = offset
         while pos < end:
             if pos < MD_USER_DATA_SIZE:
@@ -267,6 +271,13 @@ class ProtectedFile:
                 d = data_node_of(pos)
                 start = data_node_offset(d)
                 stop = min(end, start + NODE_SIZE)
+                if pos == start and end - pos >= 2 * NODE_SIZE and self._recovery is None:
+                    stop = pos + self._write_run(d, (end - pos) // NODE_SIZE, view[pos - offset:end - offset])
+                    pos = stop
+                    if pos > self._meta.size:
+                        self._meta.size = pos
+                    self._shrink_cache()
+                    continue
                 node = self._get_data(d, overwrite=pos == start and stop == start + NODE_SIZE)
                 node.plain[pos - start:stop - start] = view[pos - offset:stop - offset]
                 self._mark_dirty(node)
@@ -402,7 +413,7 @@ class ProtectedFile:
         if node is not None:
             self._cache.move_to_end(physical)
             return node
-        if overwrite or d >= data_node_count(self._committed_size):
+        if overwrite or d >= self._present_ndata:
             return self._insert(_Node(physical, False, d, bytearray(NODE_SIZE), False))
         parent = self._get_mht(d // DATA_ENTRIES_PER_MHT).plain
         off = data_entry_offset(d)
@@ -516,6 +527,7 @@ class ProtectedFile:
             node.dirty = False
         self._meta_dirty = False
         self._committed_size = meta.size
+        self._present_ndata = data_node_count(meta.size)
         self._disk_node0 = node0
         self._disk_header = header
 
@@ -535,12 +547,50 @@ class ProtectedFile:
                     self._storage.write_at(start * NODE_SIZE, run[0] if len(run) == 1 else b"".join(run))
             start, run = physical, [ciphertext]
 
+    def _write_run(self, first: int, count: int, src: memoryview) -> int:
+        """Seal up to ``count`` whole data nodes from ``first`` (one MHT group at most) straight
+        to storage, each under a fresh key, and record their keys and tags in their MHT node,
+        which becomes dirty. Only without a recovery journal: the journal's write order needs
+        every node to change inside a flush. Returns the bytes written."""
+        m = first // DATA_ENTRIES_PER_MHT
+        last = min(first + count, (m + 1) * DATA_ENTRIES_PER_MHT)
+        n = last - first
+        for d in range(first, last):
+            self._cache.pop(data_physical(d), None)  # replaced whole: a cached copy is stale
+        parent = self._get_mht(m)
+        self._mark_dirty(parent)
+        keys = random_bytes(KEY_SIZE * n)
+        sealed = memoryview(bytearray(n * (NODE_SIZE + MAC_SIZE)))
+        step = NODE_SIZE + MAC_SIZE
+        for i in range(n):
+            AESGCM(keys[i * KEY_SIZE:(i + 1) * KEY_SIZE]).encrypt_into(
+                IV, src[i * NODE_SIZE:(i + 1) * NODE_SIZE], None, sealed[i * step:(i + 1) * step])
+        bodies = [sealed[i * step:i * step + NODE_SIZE] for i in range(n)]
+        try:
+            writev = getattr(self._storage, "writev_at", None)
+            if writev is not None:
+                writev(data_physical(first) * NODE_SIZE, bodies)
+            else:
+                self._storage.write_at(data_physical(first) * NODE_SIZE, b"".join(bodies))
+        except OSError as exc:
+            self._failed = PfsError(f"{self.name}: write failed: {exc.strerror or exc}", path=self.name,
+                                    errno=exc.errno or None)
+            raise self._failed from exc
+        plain = parent.plain
+        base = data_entry_offset(first)
+        for i in range(n):
+            e = base + i * ENTRY_SIZE
+            plain[e:e + KEY_SIZE] = keys[i * KEY_SIZE:(i + 1) * KEY_SIZE]
+            plain[e + KEY_SIZE:e + ENTRY_SIZE] = sealed[i * step + NODE_SIZE:(i + 1) * step]
+        self._present_ndata = max(self._present_ndata, last)
+        return n * NODE_SIZE
+
     def _read_run_into(self, first: int, count: int, out: memoryview) -> int:
         """Decrypt up to ``count`` whole data nodes from ``first`` that are on disk and not
         cached, straight into ``out`` (one read for the run, no cache entries); return the bytes
         read. A node that fails authentication is zeroed in ``out`` before the error is raised."""
         m = first // DATA_ENTRIES_PER_MHT
-        last = min(first + count, (m + 1) * DATA_ENTRIES_PER_MHT, data_node_count(self._committed_size))
+        last = min(first + count, (m + 1) * DATA_ENTRIES_PER_MHT, self._present_ndata)
         n = 1
         while first + n < last and data_physical(first + n) not in self._cache:
             n += 1
