@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import errno
 import os
-import stat as st
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from vfs.file import O_ACCMODE, O_PATH, SETFL_MASK, OpenFile
+from vfs.file import O_PATH, SETFL_MASK, OpenFile
 from vfs.node import Stat, err
-from vfs.vfs import AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, Context, Location
+from vfs.vfs import AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, Context
 
 if TYPE_CHECKING:
     from .libos import LibOS
@@ -482,13 +481,3 @@ class Process:
 
     def getppid(self) -> int:
         return self.ppid
-
-    def location_of(self, fd: int) -> Location:
-        return self.fds.get(fd).location
-
-    def open_flags(self, fd: int) -> int:
-        return self.fds.get(fd).flags & (O_ACCMODE | SETFL_MASK)
-
-
-def mode_is_dir(mode: int) -> bool:
-    return st.S_ISDIR(mode)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import posixpath
 import stat as st
 import weakref
 from dataclasses import dataclass
@@ -613,8 +612,3 @@ class VFS:
     def sync(self) -> None:
         self.mounts.sync()
 
-
-def normalize(path: str) -> str:
-    """Lexical normalization of an absolute path (no symlinks resolved)."""
-    norm = posixpath.normpath(path)
-    return "/" + norm.lstrip("/") if norm.startswith("//") else norm
