@@ -62,6 +62,9 @@ def run_mount(serve: Callable[[], None], mountpoint: str, *, foreground: bool, l
     while time.monotonic() < deadline:
         if os.path.ismount(mountpoint):
             os.close(read_end)
+            from vfs.fuse import raise_read_ahead
+
+            raise_read_ahead(mountpoint)  # the daemon does it too; here it's done before we return
             return 0
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:

@@ -314,19 +314,23 @@ class FuseBridge:
 READ_AHEAD_KB = 4096  # the kernel's read-ahead for the mount: bigger requests, fewer round trips
 
 
-def _raise_read_ahead(mountpoint: str, kb: int, timeout: float = 10.0) -> None:
-    """Once ``mountpoint`` is mounted, set its read-ahead (the kernel gives FUSE mounts 128 KiB,
-    which makes a sequential read one small request after another: 4 MiB measured 2.2x faster
-    on cold reads here). Needs root; otherwise the default stays."""
+def raise_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> None:
+    """Set the kernel's read-ahead of a mounted FUSE file system. The kernel gives FUSE mounts
+    128 KiB, which makes a sequential read one small request after another (4 MiB measured 2.2x
+    faster on cold reads here). Needs root; otherwise the default stays."""
+    dev = os.stat(mountpoint).st_dev
+    setting = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    with contextlib.suppress(OSError), open(setting, "w") as f:
+        f.write(str(kb))
+
+
+def _raise_read_ahead_when_mounted(mountpoint: str, timeout: float = 10.0) -> None:
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if os.path.ismount(mountpoint):
-            dev = os.stat(mountpoint).st_dev
-            setting = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
-            with contextlib.suppress(OSError), open(setting, "w") as f:
-                f.write(str(kb))
+            raise_read_ahead(mountpoint)
             return
         time.sleep(0.02)
 
@@ -377,6 +381,6 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         def utimens_fuse_3(self, path, buf, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).utimens_fuse_3(path, buf, fip))
 
-    threading.Thread(target=_raise_read_ahead, args=(mountpoint, READ_AHEAD_KB), daemon=True).start()
+    threading.Thread(target=_raise_read_ahead_when_mounted, args=(mountpoint,), daemon=True).start()
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
     Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
