@@ -1,4 +1,4 @@
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test setup lint bench bench-vfs bench-fuse clean
 
 demo: setup
 	scripts/demo.sh
@@ -17,6 +17,12 @@ lint:
 
 bench: setup
 	.venv/bin/python bench/bench_pfs.py
+
+bench-vfs: setup
+	.venv/bin/python bench/bench_vfs.py
+
+bench-fuse: setup
+	.venv/bin/python bench/bench_fuse.py
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache .hypothesis
