@@ -33,21 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_pfs import pfs_command  # the same `pfs` executable lookup (bench/ is on sys.path)
+
 MIB = 1 << 20
 KIB4 = 4096
 TARGET = 0.8  # pfs mount >= 0.8 x gocryptfs on sequential write and cold read
 PASSWORD = "bench-fuse-password"
 FILE_NAME = "big.bin"
-
-
-def pfs_command() -> list[str]:
-    exe = Path(sys.executable).parent / "pfs"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("pfs")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "tools.pfs_cli"]
 
 
 def run(cmd: list[str]) -> None:
