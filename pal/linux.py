@@ -233,6 +233,18 @@ def host_pread(fd: int, size: int, offset: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def host_preadinto(fd: int, buf: memoryview, offset: int) -> int:
+    """Fill ``buf`` from ``offset``; return the number of bytes read (short only at end of file)."""
+    done = 0
+    total = len(buf)
+    while done < total:
+        n = os.preadv(fd, [buf[done:]], offset + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
 def host_pwrite(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
     """Write all of ``data`` at ``offset``; return its length."""
     view = memoryview(data).cast("B")

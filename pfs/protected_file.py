@@ -56,6 +56,7 @@ from .layout import (
     plaintext_range_of_node,
 )
 from .metadata import Header, Metadata, encode_path, parse_header
+from .nodebuf import sealed_scratch
 from .storage import Storage
 
 DEFAULT_CACHE_SIZE = 48
@@ -587,29 +588,44 @@ class ProtectedFile:
 
     def _read_run_into(self, first: int, count: int, out: memoryview) -> int:
         """Decrypt up to ``count`` whole data nodes from ``first`` that are on disk and not
-        cached, straight into ``out`` (one read for the run, no cache entries); return the bytes
-        read. A node that fails authentication is zeroed in ``out`` before the error is raised."""
+        cached, straight into ``out`` (one scatter read for the run, no cache entries); return the
+        bytes read. A node that fails authentication is zeroed in ``out`` before the error is raised."""
         m = first // DATA_ENTRIES_PER_MHT
         last = min(first + count, (m + 1) * DATA_ENTRIES_PER_MHT, self._present_ndata)
-        n = 1
-        while first + n < last and data_physical(first + n) not in self._cache:
-            n += 1
-        parent = self._get_mht(m).plain
-        raw = self._storage.read_at(data_physical(first) * NODE_SIZE, n * NODE_SIZE)
+        lo = data_physical(first)
+        hi = lo + last - first  # a group's data nodes are contiguous on disk
+        for physical in self._cache:  # a cached node may be newer than the disk: stop before it
+            if lo < physical < hi:
+                hi = physical
+        n = hi - lo
+        entries = self._get_mht(m).plain
+        sealed = sealed_scratch()
+        got = self._read_bodies(lo * NODE_SIZE, sealed.bodies[:n])
+        start = data_entry_offset(first)
+        sealed.set_tags(entries, n, start)
+        nodes = sealed.nodes
         for i in range(n):
-            physical = data_physical(first + i)
-            chunk = raw[i * NODE_SIZE:(i + 1) * NODE_SIZE]
             target = out[i * NODE_SIZE:(i + 1) * NODE_SIZE]
-            if len(chunk) != NODE_SIZE:
-                raise self._corrupted(physical, "missing from the file")
-            off = data_entry_offset(first + i)
+            if got < (i + 1) * NODE_SIZE:
+                raise self._corrupted(lo + i, "missing from the file")
+            e = start + i * ENTRY_SIZE
             try:
-                AESGCM(bytes(parent[off:off + KEY_SIZE])).decrypt_into(
-                    IV, chunk + bytes(parent[off + KEY_SIZE:off + 32]), None, target)
+                AESGCM(entries[e:e + KEY_SIZE]).decrypt_into(IV, nodes[i], None, target)
             except InvalidTag:
                 target[:] = bytes(NODE_SIZE)  # never leave unauthenticated plaintext behind
-                raise self._corrupted(physical, "authentication failed") from None
+                raise self._corrupted(lo + i, "authentication failed") from None
         return n * NODE_SIZE
+
+    def _read_bodies(self, offset: int, bodies: list[memoryview]) -> int:
+        """Scatter-read consecutive nodes from ``offset`` into ``bodies``; return the bytes read."""
+        readv = getattr(self._storage, "readv_at", None)
+        if readv is not None:
+            return readv(offset, bodies)
+        data = self._storage.read_at(offset, len(bodies) * NODE_SIZE)
+        for i, body in enumerate(bodies):
+            chunk = data[i * NODE_SIZE:(i + 1) * NODE_SIZE]
+            body[:len(chunk)] = chunk
+        return len(data)
 
     def _write_journal(self, writes: list[tuple[int, bytes]]) -> None:
         """Gramine's write order: old images to the journal, then node 0 flagged "update pending"."""

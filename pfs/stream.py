@@ -48,6 +48,7 @@ from .layout import (
     plaintext_range_of_node,
 )
 from .metadata import Header, Metadata, encode_path
+from .nodebuf import SEALED_SIZE, NodeBuffer
 from .protected_file import ProtectedFile
 
 Progress = Callable[[int], None] | None
@@ -88,38 +89,6 @@ def _group_span(m: int, size: int) -> tuple[int, int, int]:
     return start, length, (length + NODE_SIZE - 1) // NODE_SIZE
 
 
-SEALED_SIZE = NODE_SIZE + MAC_SIZE
-
-
-class _NodeBuffer:
-    """Room for one group's 96 nodes, with a prepared memoryview of each node slot.
-
-    ``stride`` is 4096 for plaintext, or 4112 for sealed nodes (ciphertext followed by its tag,
-    the layout ``encrypt_into`` writes and ``decrypt_into`` reads, so no node is ever copied).
-    """
-
-    def __init__(self, stride: int):
-        self.stride = stride
-        self.buf = bytearray(DATA_ENTRIES_PER_MHT * stride)
-        view = memoryview(self.buf)
-        self.nodes = [view[i * stride:(i + 1) * stride] for i in range(DATA_ENTRIES_PER_MHT)]
-        self.bodies = [view[i * stride:i * stride + NODE_SIZE] for i in range(DATA_ENTRIES_PER_MHT)]
-        self.view = view
-
-    def tags(self, count: int) -> bytes:
-        """The 16-byte tags of the first ``count`` sealed nodes, concatenated."""
-        out = bytearray(count * MAC_SIZE)
-        for k in range(MAC_SIZE):
-            out[k::MAC_SIZE] = self.buf[NODE_SIZE + k:count * self.stride:self.stride]
-        return bytes(out)
-
-    def set_tags(self, entries: bytes | bytearray, count: int) -> None:
-        """Put the tags of ``count`` MHT entries after their sealed nodes."""
-        end = count * self.stride
-        for k in range(MAC_SIZE):
-            self.buf[NODE_SIZE + k:end:self.stride] = entries[KEY_SIZE + k:count * ENTRY_SIZE:ENTRY_SIZE]
-
-
 def _interleave_entries(keys: bytes, tags: bytes, count: int) -> bytearray:
     """The data-entry half of an MHT node: ``count`` (key, tag) pairs, zero after them."""
     entries = bytearray(ENTRIES_BYTES)
@@ -137,23 +106,23 @@ class _Writer:
         self.dst = dst
         self.stride = stride
         self.background = background and dst is not None
-        self.free: queue.SimpleQueue[_NodeBuffer] = queue.SimpleQueue()
+        self.free: queue.SimpleQueue[NodeBuffer] = queue.SimpleQueue()
         for _ in range(depth if self.background else 1):
-            self.free.put(_NodeBuffer(stride))
+            self.free.put(NodeBuffer(stride))
         self.error: BaseException | None = None
         if self.background:
-            self.jobs: queue.SimpleQueue[tuple[int, _NodeBuffer, int, int] | threading.Event | None] = \
+            self.jobs: queue.SimpleQueue[tuple[int, NodeBuffer, int, int] | threading.Event | None] = \
                 queue.SimpleQueue()
             self.thread = threading.Thread(target=self._run, name="pfs-writer", daemon=True)
             self.thread.start()
 
-    def buffer(self) -> _NodeBuffer:
+    def buffer(self) -> NodeBuffer:
         """A free buffer (waits for the writer when all are in flight)."""
         if self.error is not None:
             raise self.error
         return self.free.get()
 
-    def submit(self, offset: int, buf: _NodeBuffer, count: int, length: int) -> None:
+    def submit(self, offset: int, buf: NodeBuffer, count: int, length: int) -> None:
         """Write the bodies of the first ``count`` nodes of ``buf`` (``length`` bytes) at ``offset``."""
         if self.dst is None:
             self.free.put(buf)
@@ -163,7 +132,7 @@ class _Writer:
             self._write(offset, buf, count, length)
             self.free.put(buf)
 
-    def _write(self, offset: int, buf: _NodeBuffer, count: int, length: int) -> None:
+    def _write(self, offset: int, buf: NodeBuffer, count: int, length: int) -> None:
         assert self.dst is not None
         if buf.stride == NODE_SIZE:
             self.dst.write_at(offset, buf.view[:length])
@@ -202,7 +171,7 @@ class _Writer:
             raise self.error
 
 
-def _read_plain(src: HostFile, m: int, size: int, buf: _NodeBuffer) -> int:
+def _read_plain(src: HostFile, m: int, size: int, buf: NodeBuffer) -> int:
     """Read group ``m``'s plaintext into ``buf``, zero-padding the last node; return its length."""
     start, length, count = _group_span(m, size)
     got = src.readinto_at(start, buf.view[:length])
@@ -212,7 +181,7 @@ def _read_plain(src: HostFile, m: int, size: int, buf: _NodeBuffer) -> int:
     return length
 
 
-def _read_sealed(src: HostFile, m: int, size: int, buf: _NodeBuffer) -> int:
+def _read_sealed(src: HostFile, m: int, size: int, buf: NodeBuffer) -> int:
     """Read group ``m``'s data nodes into the slots of ``buf``; return the bytes read."""
     count = _group_span(m, size)[2]
     return src.readv_at((mht_physical(m) + 1) * NODE_SIZE, buf.bodies[:count])
@@ -224,7 +193,7 @@ class _GroupCipher:
     def __init__(self, writer: _Writer) -> None:
         self.writer = writer
 
-    def encrypt_group(self, plain: _NodeBuffer, m: int, size: int) -> bytearray:
+    def encrypt_group(self, plain: NodeBuffer, m: int, size: int) -> bytearray:
         """Encrypt group ``m``'s plaintext (read into ``plain``); return MHT node ``m``'s data entries."""
         count = _group_span(m, size)[2]
         sealed = self.writer.buffer()
@@ -236,7 +205,7 @@ class _GroupCipher:
         self.writer.submit((mht_physical(m) + 1) * NODE_SIZE, sealed, count, count * NODE_SIZE)
         return entries
 
-    def decrypt_group(self, sealed: _NodeBuffer, got: int, m: int, size: int, entries: bytes | bytearray) -> int:
+    def decrypt_group(self, sealed: NodeBuffer, got: int, m: int, size: int, entries: bytes | bytearray) -> int:
         """Authenticate group ``m``'s data nodes (``got`` bytes read into ``sealed``) and write
         their plaintext through the writer.
 
@@ -308,7 +277,7 @@ class _Workers:
     def __init__(self, jobs: int, src: HostFile, dst: HostFile | None, size: int, out_stride: int):
         self.shm = mmap.mmap(-1, 2 * BATCH_GROUPS * ENTRIES_BYTES)  # two batches in flight
         in_stride = SEALED_SIZE if out_stride == NODE_SIZE else NODE_SIZE
-        _worker_state.update(src=src, dst=dst, size=size, shm=self.shm, inbuf=_NodeBuffer(in_stride),
+        _worker_state.update(src=src, dst=dst, size=size, shm=self.shm, inbuf=NodeBuffer(in_stride),
                              out_stride=out_stride)
         try:
             import multiprocessing  # only --jobs pays for it
@@ -421,7 +390,7 @@ def encrypt_stream(src: HostFile, dst: HostFile, key: bytes, bound_path: str, *,
             if workers is None:
                 writer = _Writer(dst, SEALED_SIZE, background=True)
                 cipher = _GroupCipher(writer)
-                plain = _NodeBuffer(NODE_SIZE)
+                plain = NodeBuffer(NODE_SIZE)
                 try:
                     for m in _dfs_preorder(nmht):
                         done = _read_plain(src, m, size, plain)
@@ -485,7 +454,7 @@ def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_pat
         if workers is None:
             writer = _Writer(dst, NODE_SIZE, background=True)
             cipher = _GroupCipher(writer)
-            sealed = _NodeBuffer(SEALED_SIZE)
+            sealed = NodeBuffer(SEALED_SIZE)
             try:
                 for m in _dfs_preorder(nmht):
                     got = _read_sealed(src, m, size, sealed)

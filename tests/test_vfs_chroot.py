@@ -282,6 +282,37 @@ def test_trusted_file_changed_after_open_is_refused(host: Path) -> None:
     assert exc.value.errno == errno.EACCES
 
 
+def test_trusted_file_changed_after_open_is_refused_by_preadinto(host: Path) -> None:
+    """The zero-copy read (the FUSE bridge's) checks every byte too."""
+    data = b"a" * (2 * TRUSTED_CHUNK)
+    (host / "t").write_bytes(data)
+    vfs, ctx, _ = make_vfs(host, trusted={str(host / "t"): sha(data)}, policy="strict")
+    f = vfs.open(ctx, "/host/t", os.O_RDONLY)
+    buf = bytearray(8)
+    assert f.preadinto(memoryview(buf), 4) == 8 and buf == b"a" * 8
+    with open(host / "t", "r+b") as out:
+        out.seek(TRUSTED_CHUNK + 7)
+        out.write(b"X")
+    buf = bytearray(TRUSTED_CHUNK)
+    with pytest.raises(OSError) as exc:
+        f.preadinto(memoryview(buf), TRUSTED_CHUNK)
+    assert exc.value.errno == errno.EACCES
+    assert b"X" not in buf
+    f.decref()
+
+
+def test_preadinto_matches_pread_on_host_files(host: Path) -> None:
+    data = os.urandom(3 * TRUSTED_CHUNK + 5)
+    (host / "f").write_bytes(data)
+    vfs, ctx, _ = make_vfs(host)
+    f = vfs.open(ctx, "/host/f", os.O_RDONLY)
+    for offset, size in ((0, 10), (TRUSTED_CHUNK - 3, 7), (len(data) - 4, 100), (len(data) + 9, 3)):
+        buf = bytearray(size)
+        n = f.preadinto(memoryview(buf), offset)
+        assert bytes(buf[:n]) == f.pread(size, offset) == data[offset:offset + size]
+    f.decref()
+
+
 def test_trusted_file_is_read_only(host: Path, caplog: pytest.LogCaptureFixture) -> None:
     (host / "t").write_bytes(b"data")
     vfs, ctx, _ = make_vfs(host, trusted={str(host / "t"): sha(b"data")}, policy="strict")

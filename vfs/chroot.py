@@ -473,6 +473,9 @@ class HostHandle(Handle):
     def read(self, offset: int, size: int) -> bytes:
         return pal.host_pread(self.fd, size, offset)
 
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        return pal.host_preadinto(self.fd, buf, offset)
+
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
         return pal.host_pwrite(self.fd, data, offset)
 
@@ -526,6 +529,9 @@ class TrustedHandle(HostHandle):
             out.append(data[pos - start:stop - start])
             pos = stop
         return b"".join(out)
+
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        return Handle.readinto(self, offset, buf)  # through read(): every byte is checked
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
         raise err(errno.EBADF)

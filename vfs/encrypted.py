@@ -502,6 +502,9 @@ class EncryptedHandle(Handle):
     def read(self, offset: int, size: int) -> bytes:
         return self.inode.call(ProtectedFile.read, offset, size)
 
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        return self.inode.call(ProtectedFile.readinto, offset, buf)
+
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
         return self.inode.call(ProtectedFile.write, offset, data)
 

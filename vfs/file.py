@@ -130,6 +130,18 @@ class OpenFile:
         self._accessed()
         return data
 
+    def preadinto(self, buf: memoryview, offset: int) -> int:
+        """``pread(2)`` into a caller's buffer (the FUSE bridge reads into libfuse's)."""
+        self._check_io(False)
+        if offset < 0:
+            raise err(errno.EINVAL)
+        if self.pipe is not None:
+            raise err(errno.ESPIPE)
+        assert self.handle is not None
+        n = self.handle.readinto(offset, buf)
+        self._accessed()
+        return n
+
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """``write(2)``: at the current offset (at the end with O_APPEND, atomically)."""
         self._check_io(True)

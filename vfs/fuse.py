@@ -12,6 +12,7 @@ writeback cache, which batches small writes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ctypes.util
 import errno
 import logging
@@ -264,6 +265,10 @@ class FuseBridge:
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
         return self._file(fh).pread(size, offset)
 
+    def readinto(self, fh: int, buf: memoryview, offset: int) -> int:
+        """``read`` straight into libfuse's reply buffer (no copies of the data in Python)."""
+        return self._file(fh).preadinto(buf, offset)
+
     def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
         return self._file(fh).pwrite(data, offset)
 
@@ -372,6 +377,10 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
 
         def chown_fuse_3(self, path, uid, gid, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).chown_fuse_3(path, uid, gid, fip))
+
+        def read(self, path, buf, size, offset, fip):
+            target = (ctypes.c_char * size).from_address(ctypes.addressof(buf.contents))
+            return bridge.readinto(fip.contents.fh, memoryview(target).cast("B"), offset)
 
         def truncate_fuse_3(self, path, length, fip):
             fh = fip.contents.fh if fip else None

@@ -67,6 +67,13 @@ class Handle:
     def read(self, offset: int, size: int) -> bytes:
         raise err(errno.EINVAL)
 
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        """Read into ``buf`` from ``offset``; return the number of bytes read (a short count
+        only at end of file). Handles that can fill ``buf`` without a copy override this."""
+        data = self.read(offset, len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
         raise err(errno.EINVAL)
 
