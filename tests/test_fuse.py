@@ -908,3 +908,47 @@ def test_no_mount_left_behind(tmp_path: Path) -> None:
     base = str(tmp_path.parent.parent)
     assert not [line for line in ours if base in line], ours
 
+
+
+# ---------------------------------------------------------------------- read-ahead
+
+
+def test_fuse_device_reads_only_fuse_mounts(tmp_path: Path) -> None:
+    from vfs.fuse import fuse_device
+
+    info = tmp_path / "mountinfo"
+    odd = tmp_path / "a b\\c"
+    info.write_text(
+        "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+        f"40 22 0:51 / {tmp_path}/m rw,nosuid - fuse.pfs /enc rw,user_id=0\n"
+        f"41 22 0:52 / {str(odd).replace(' ', chr(92) + '040').replace(chr(92) + 'c', chr(92) + '134c')}"
+        " rw shared:5 master:2 - fuse /enc2 rw\n"
+        f"42 22 0:53 / {tmp_path}/over rw - fuse.pfs /enc rw\n"
+        f"43 42 0:54 / {tmp_path}/over rw - tmpfs tmpfs rw\n")
+    for name in ("m", "over", "not-mounted"):
+        (tmp_path / name).mkdir()
+    odd.mkdir()
+    assert fuse_device(str(tmp_path / "m"), str(info)) == "0:51"
+    assert fuse_device(str(odd), str(info)) == "0:52"
+    assert fuse_device(str(tmp_path / "over"), str(info)) is None  # a tmpfs mounted on top
+    assert fuse_device(str(tmp_path / "not-mounted"), str(info)) is None
+    assert fuse_device("/", str(info)) is None  # the disk itself is never touched
+    assert fuse_device(str(tmp_path / "m"), str(tmp_path / "missing")) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting a mount's read-ahead needs root")
+def test_mount_raises_its_read_ahead_and_leaves_the_disk_alone(key: Path, dirs, mounter: Mounter) -> None:
+    from vfs.fuse import READ_AHEAD_KB, fuse_device
+
+    enc, mnt = dirs
+    disk = os.stat(enc).st_dev
+    disk_setting = Path(f"/sys/class/bdi/{os.major(disk)}:{os.minor(disk)}/read_ahead_kb")
+    before = disk_setting.read_text() if disk_setting.exists() else None
+    m = mounter.pfs(key, enc, mnt, background=True)
+    dev = os.stat(mnt).st_dev
+    assert fuse_device(str(mnt)) == f"{os.major(dev)}:{os.minor(dev)}"
+    assert int(Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb").read_text()) == READ_AHEAD_KB
+    m.unmount()
+    assert fuse_device(str(mnt)) is None
+    if before is not None:
+        assert disk_setting.read_text() == before
