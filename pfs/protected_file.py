@@ -231,23 +231,22 @@ class ProtectedFile:
         self._check_open()
         view = memoryview(buf).cast("B")
         end = min(offset + len(view), self._meta.size)
-        committed = self._present_ndata
         pos = offset
         while pos < end:
             if pos < MD_USER_DATA_SIZE:
                 stop = min(end, MD_USER_DATA_SIZE)
                 view[pos - offset:stop - offset] = self._meta.data[pos:stop]
-            else:
-                d = data_node_of(pos)
-                start = data_node_offset(d)
-                stop = min(end, start + NODE_SIZE)
-                if pos == start and stop == start + NODE_SIZE and d < committed \
-                        and data_physical(d) not in self._cache:
-                    pos += self._read_run_into(d, (end - pos) // NODE_SIZE, view[pos - offset:end - offset])
-                    continue
-                node = self._get_data(d)
-                view[pos - offset:stop - offset] = node.plain[pos - start:stop - start]
-                self._shrink_cache()
+                pos = stop
+                continue
+            d = data_node_of(pos)
+            if d < self._present_ndata and data_physical(d) not in self._cache:
+                pos = self._read_span(d, pos, end, view, offset)
+                continue
+            start = data_node_offset(d)
+            stop = min(end, start + NODE_SIZE)
+            node = self._get_data(d)
+            view[pos - offset:stop - offset] = node.plain[pos - start:stop - start]
+            self._shrink_cache()
             pos = stop
         return max(0, end - offset)
 
@@ -586,35 +585,57 @@ class ProtectedFile:
         self._present_ndata = max(self._present_ndata, last)
         return n * NODE_SIZE
 
-    def _read_run_into(self, first: int, count: int, out: memoryview) -> int:
-        """Decrypt up to ``count`` whole data nodes from ``first`` that are on disk and not
-        cached, straight into ``out`` (one scatter read for the run, no cache entries); return the
-        bytes read. A node that fails authentication is zeroed in ``out`` before the error is raised."""
+    def _read_span(self, first: int, pos: int, end: int, view: memoryview, base: int) -> int:
+        """Read plaintext ``[pos, end)`` from data node ``first`` on, as far as the nodes are on
+        disk, uncached and under one MHT node: one scatter read for all of them, whole nodes
+        decrypted straight into ``view`` (which holds plaintext from ``base``), partly read ones
+        (the first and last) into the cache. Returns where reading stopped. A node that fails
+        authentication is zeroed in ``view`` before the error is raised."""
         m = first // DATA_ENTRIES_PER_MHT
-        last = min(first + count, (m + 1) * DATA_ENTRIES_PER_MHT, self._present_ndata)
+        last = min(data_node_of(end - 1) + 1, (m + 1) * DATA_ENTRIES_PER_MHT, self._present_ndata)
         lo = data_physical(first)
         hi = lo + last - first  # a group's data nodes are contiguous on disk
-        for physical in self._cache:  # a cached node may be newer than the disk: stop before it
-            if lo < physical < hi:
-                hi = physical
+        hi = self._first_cached(lo + 1, hi)  # a cached node may be newer than the disk: stop before it
         n = hi - lo
         entries = self._get_mht(m).plain
         sealed = sealed_scratch()
         got = self._read_bodies(lo * NODE_SIZE, sealed.bodies[:n])
-        start = data_entry_offset(first)
-        sealed.set_tags(entries, n, start)
+        e = data_entry_offset(first)
+        sealed.set_tags(entries, n, e)
         nodes = sealed.nodes
+        node_start = data_node_offset(first)
         for i in range(n):
-            target = out[i * NODE_SIZE:(i + 1) * NODE_SIZE]
             if got < (i + 1) * NODE_SIZE:
                 raise self._corrupted(lo + i, "missing from the file")
-            e = start + i * ENTRY_SIZE
-            try:
-                AESGCM(entries[e:e + KEY_SIZE]).decrypt_into(IV, nodes[i], None, target)
-            except InvalidTag:
-                target[:] = bytes(NODE_SIZE)  # never leave unauthenticated plaintext behind
-                raise self._corrupted(lo + i, "authentication failed") from None
-        return n * NODE_SIZE
+            node_end = node_start + NODE_SIZE
+            key = entries[e:e + KEY_SIZE]
+            if pos <= node_start and node_end <= end:
+                target = view[node_start - base:node_end - base]
+                try:
+                    AESGCM(key).decrypt_into(IV, nodes[i], None, target)
+                except InvalidTag:
+                    target[:] = bytes(NODE_SIZE)  # never leave unauthenticated plaintext behind
+                    raise self._corrupted(lo + i, "authentication failed") from None
+            else:
+                plain = bytearray(NODE_SIZE)
+                try:
+                    AESGCM(key).decrypt_into(IV, nodes[i], None, plain)
+                except InvalidTag:
+                    raise self._corrupted(lo + i, "authentication failed") from None
+                a, b = max(pos, node_start), min(end, node_end)
+                view[a - base:b - base] = plain[a - node_start:b - node_start]
+                self._insert(_Node(lo + i, False, first + i, plain, False))
+            node_start = node_end
+            e += ENTRY_SIZE
+        self._shrink_cache()
+        return min(end, node_start)
+
+    def _first_cached(self, lo: int, hi: int) -> int:
+        """The first physical node in ``[lo, hi)`` that is in the cache, or ``hi``."""
+        cache = self._cache
+        if hi - lo <= len(cache):
+            return next((p for p in range(lo, hi) if p in cache), hi)
+        return min((p for p in cache if lo <= p < hi), default=hi)
 
     def _read_bodies(self, offset: int, bodies: list[memoryview]) -> int:
         """Scatter-read consecutive nodes from ``offset`` into ``bodies``; return the bytes read."""

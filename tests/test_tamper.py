@@ -168,6 +168,21 @@ def test_data_variants_fail_only_at_the_bad_node(tampered_dir, wrap_key: bytes, 
         assert pf.read(tail, 10) == plain[tail:]
 
 
+@pytest.mark.parametrize("start, length", [(3072, 4096), (3072 - 100, 3 * 4096), (3072 + 10, 100), (0, 1 << 20)])
+def test_failed_read_leaves_no_plaintext_of_the_bad_node(tampered_dir, wrap_key: bytes, start: int,
+                                                         length: int):
+    """Whole nodes are decrypted straight into the caller's buffer: a bad one must be wiped."""
+    path = tampered_dir(next(n for n in NAMES if n.endswith(".data_0")), BASE)
+    with ProtectedFile.open(HostFile(path), wrap_key, BASE) as pf:
+        buf = bytearray(b"\xaa" * length)
+        with pytest.raises(CorruptedNodeError) as info:
+            pf.readinto(start, buf)
+        assert info.value.node == data_physical(0)
+        lo, hi = max(0, 3072 - start), min(length, 3072 + 4096 - start)
+        bad = bytes(buf[lo:hi])
+        assert bad in (b"\xaa" * (hi - lo), bytes(hi - lo)), "plaintext of a node that failed authentication"
+
+
 def test_second_level_mht_corruption(tmp_path: Path, vectors_dir: Path, wrap_key: bytes):
     """Not a pf_tamper variant: flip a byte of MHT node 33 (the first second-level MHT node)."""
     raw = bytearray((vectors_dir / BASE).read_bytes())
