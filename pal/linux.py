@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -167,6 +168,12 @@ class HostFile:
             os.posix_fallocate(self.fd, 0, size)
         except OSError:
             os.ftruncate(self.fd, size)
+
+    def prefetch(self, offset: int, length: int) -> None:
+        """Ask the kernel to start reading ``length`` bytes at ``offset`` into the page cache
+        (``POSIX_FADV_WILLNEED``; returns without waiting). A hint: errors are ignored."""
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
 
     def fsync(self) -> None:
         os.fsync(self.fd)

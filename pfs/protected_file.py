@@ -60,6 +60,8 @@ from .nodebuf import sealed_scratch
 from .storage import Storage
 
 DEFAULT_CACHE_SIZE = 48
+PREFETCH_BYTES = 8 << 20  # how far ahead of sequential reads the host is asked to read
+PREFETCH_AFTER = 1 << 20  # bytes read in sequence before prefetching starts
 
 
 class _Node:
@@ -99,6 +101,9 @@ class ProtectedFile:
         self._present_ndata = 0  # data nodes whose current content is on disk (or cached and dirty)
         self._disk_node0: bytes | None = None  # raw node 0 on disk (for the recovery journal)
         self._disk_header: Header | None = None
+        self._read_end = -1  # plaintext offset where the last read ended
+        self._sequential = 0  # bytes read in sequence up to there
+        self._prefetched = 0  # host bytes asked for ahead of sequential reads
         self.version = (MAJOR_VERSION, 0)
         self._closed = False
         self._failed: PfsError | None = None
@@ -231,6 +236,7 @@ class ProtectedFile:
         self._check_open()
         view = memoryview(buf).cast("B")
         end = min(offset + len(view), self._meta.size)
+        self._prefetch_ahead(offset, end)
         pos = offset
         while pos < end:
             if pos < MD_USER_DATA_SIZE:
@@ -636,6 +642,26 @@ class ProtectedFile:
         if hi - lo <= len(cache):
             return next((p for p in range(lo, hi) if p in cache), hi)
         return min((p for p in cache if lo <= p < hi), default=hi)
+
+    def _prefetch_ahead(self, offset: int, end: int) -> None:
+        """Once reads are sequential, keep the host reading ``PREFETCH_BYTES`` ahead of them, so
+        the disk works while we decrypt (the kernel's own read-ahead alone left cold reads of a
+        freshly written file at about half the speed)."""
+        if offset == self._read_end:
+            self._sequential += end - offset
+        else:
+            self._sequential = self._prefetched = 0
+        self._read_end = end
+        if self._sequential < PREFETCH_AFTER or end <= MD_USER_DATA_SIZE:
+            return
+        host_end = (data_physical(data_node_of(end - 1)) + 1) * NODE_SIZE
+        if host_end + PREFETCH_BYTES // 2 <= self._prefetched:
+            return
+        prefetch = getattr(self._storage, "prefetch", None)
+        if prefetch is not None:
+            start = max(self._prefetched, host_end)
+            prefetch(start, host_end + PREFETCH_BYTES - start)
+        self._prefetched = host_end + PREFETCH_BYTES
 
     def _read_bodies(self, offset: int, bodies: list[memoryview]) -> int:
         """Scatter-read consecutive nodes from ``offset`` into ``bodies``; return the bytes read."""

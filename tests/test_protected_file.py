@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -285,3 +286,41 @@ def test_trailing_extra_nodes_are_ignored(tmp_path: Path, size: int):
         pf.write(size, b"end")
     with reopen(path) as pf:
         assert pf.read(0, size + 10) == data + b"end"
+
+
+class PrefetchLog(HostFile):
+    """A real host file that also records the read-ahead hints it is given."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.hints: list[tuple[int, int]] = []
+
+    def prefetch(self, offset: int, length: int) -> None:
+        self.hints.append((offset, length))
+        super().prefetch(offset, length)
+
+
+def test_sequential_reads_prefetch_ahead_and_random_reads_do_not(tmp_path: Path):
+    from pfs.protected_file import PREFETCH_AFTER, PREFETCH_BYTES
+
+    data = random.Random(7).randbytes(24 << 20)
+    path = tmp_path / "f"
+    new_file(path, data=data).close()
+    host = PrefetchLog(path)
+    with ProtectedFile.open(host, KEY, "bound") as pf:
+        rnd = random.Random(1)
+        for _ in range(200):
+            off = rnd.randrange(len(data) // 4096) * 4096
+            assert pf.read(off, 4096) == data[off:off + 4096]
+        assert host.hints == []
+        step = 1 << 20
+        for off in range(0, len(data), step):
+            assert pf.read(off, step) == data[off:off + step]
+            covered = max((o + n for o, n in host.hints), default=0)
+            ahead = covered - (off + step)  # host bytes asked for beyond what was read (roughly)
+            if off + step > PREFETCH_AFTER + step and off + step + PREFETCH_BYTES < path.stat().st_size:
+                assert ahead >= PREFETCH_BYTES // 2 - step, (off, host.hints)
+        # the hints never overlap: each host byte is asked for once
+        spans = sorted(host.hints)
+        assert all(a + n <= b for (a, n), (b, _) in itertools.pairwise(spans))
+        assert len(host.hints) <= (len(data) // PREFETCH_BYTES + 1) * 2 + 1
