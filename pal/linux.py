@@ -309,19 +309,26 @@ def host_mkfifo(path: str, mode: int) -> None:
     os.mkfifo(path, mode)
 
 
-def host_chmod(path: str, mode: int) -> None:
-    """``chmod(2)`` (follows symlinks: Linux can't chmod a symlink)."""
-    os.chmod(path, mode)
+def host_chmod(target: str | int, mode: int) -> None:
+    """``chmod(2)`` of a path (following symlinks: Linux can't chmod a symlink), or ``fchmod(2)``
+    of a descriptor."""
+    os.chmod(target, mode)
 
 
-def host_lchown(path: str, uid: int, gid: int) -> None:
-    """``lchown(2)``; -1 leaves an id as it is."""
-    os.chown(path, uid, gid, follow_symlinks=False)
+def host_lchown(target: str | int, uid: int, gid: int) -> None:
+    """``lchown(2)`` of a path, or ``fchown(2)`` of a descriptor; -1 leaves an id as it is."""
+    if isinstance(target, int):
+        os.chown(target, uid, gid)
+    else:
+        os.chown(target, uid, gid, follow_symlinks=False)
 
 
-def host_utime(path: str, atime_ns: int, mtime_ns: int) -> None:
-    """Set both timestamps of ``path`` (not following a symlink)."""
-    os.utime(path, ns=(atime_ns, mtime_ns), follow_symlinks=False)
+def host_utime(target: str | int, atime_ns: int, mtime_ns: int) -> None:
+    """Set both timestamps of a path (not following a symlink) or of a descriptor."""
+    if isinstance(target, int):
+        os.utime(target, ns=(atime_ns, mtime_ns))
+    else:
+        os.utime(target, ns=(atime_ns, mtime_ns), follow_symlinks=False)
 
 
 def host_statvfs(path: str) -> os.statvfs_result:

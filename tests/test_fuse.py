@@ -8,6 +8,7 @@ The whole module is skipped when /dev/fuse or fusermount3 is missing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -101,12 +102,6 @@ def os_error(fn, *args) -> int:
 
 
 # ---------------------------------------------------------------------- round trips
-
-
-UNLINKED_OPEN = pytest.mark.xfail(strict=False, reason=(
-    "LIMITATION: a file unlinked (or replaced by rename) while open works for read/write through its "
-    "descriptor, but libfuse's high-level API gets no handle with GETATTR, so fstat() on it gives ESTALE, "
-    "and the writeback cache's SETATTR at close() may then fail with EIO"))
 
 
 def test_round_trip_cp_and_dd(tmp_path: Path, key: Path, dirs, mounter: Mounter) -> None:
@@ -384,7 +379,6 @@ def _decrypted_hashes(key: Path, enc: Path, out: Path) -> dict[str, str]:
     return {name: sha(data) for name, data in tree_files(out).items()}
 
 
-@UNLINKED_OPEN
 def test_exerciser_random_ops(tmp_path: Path, key: Path, rw_mount) -> None:
     """Random write/read/truncate/rename/fsync/mmap/append/unlink and held descriptors through
     the mount, every read checked against an in-memory model; then the final files again after
@@ -400,7 +394,6 @@ def test_exerciser_random_ops(tmp_path: Path, key: Path, rw_mount) -> None:
     assert _decrypted_hashes(key, enc, tmp_path / "out") == expected
 
 
-@UNLINKED_OPEN
 def test_exerciser_two_processes(tmp_path: Path, key: Path, rw_mount, mounter: Mounter) -> None:
     """Two exerciser processes at once, each on its own files in the same folder."""
     enc, mnt, m = rw_mount
@@ -426,7 +419,6 @@ def test_exerciser_two_processes(tmp_path: Path, key: Path, rw_mount, mounter: M
 # ---------------------------------------------------------------------- POSIX details
 
 
-@UNLINKED_OPEN
 def test_rename_over_existing_file(rw_mount) -> None:
     enc, mnt, _ = rw_mount
     (mnt / "a").write_bytes(b"A" * 10000)
@@ -453,7 +445,6 @@ def test_rename_over_existing_file(rw_mount) -> None:
     "of gocryptfs); FuseBridge.init_with_config then gets config=None, so hard_remove (and use_ino, "
     "kernel_cache, attr_timeout) are never set: unlinking or renaming over an open file leaves a "
     "'.fuse_hidden*' entry in the mount and a re-bound '.fuse_hidden*' file in ENCDIR until it is closed"))
-@UNLINKED_OPEN
 @pytest.mark.parametrize("how", ["unlink", "rename_over"])
 def test_open_replaced_file_leaves_no_hidden_entry(rw_mount, how: str) -> None:
     enc, mnt, _ = rw_mount
@@ -466,11 +457,70 @@ def test_open_replaced_file_leaves_no_hidden_entry(rw_mount, how: str) -> None:
         else:
             os.rename(mnt / "a", mnt / "b")
         assert os.pread(fd, 200, 0) == b"B" * 100
+        assert os.fstat(fd).st_size == 100
         left = {"a"} if how == "unlink" else {"b"}
         assert set(os.listdir(mnt)) == left
         assert set(os.listdir(enc)) == left
+        if how == "rename_over":
+            assert os.stat(mnt / "b").st_size == 100 and (mnt / "b").read_bytes() == b"A" * 100
+        else:
+            assert os_error(os.stat, mnt / "b") == errno.ENOENT
     finally:
         os.close(fd)
+    assert set(os.listdir(enc)) == left
+
+
+def test_unlinked_open_file_takes_fchmod_ftruncate_futimens(rw_mount) -> None:
+    enc, mnt, _ = rw_mount
+    (mnt / "f").write_bytes(b"x" * 9000)
+    fd = os.open(mnt / "f", os.O_RDWR)
+    try:
+        os.unlink(mnt / "f")
+        os.fchmod(fd, 0o600)
+        assert os.fstat(fd).st_mode & 0o777 == 0o600
+        os.ftruncate(fd, 100)
+        assert os.fstat(fd).st_size == 100
+        assert os.pread(fd, 9000, 0) == b"x" * 100
+        os.utime(fd, ns=(10**18, 10**18))
+        assert os.fstat(fd).st_mtime_ns == 10**18
+        os.pwrite(fd, b"tail", 100)
+        os.fsync(fd)
+        assert os.fstat(fd).st_size == 104
+        assert os.listdir(mnt) == [] and os.listdir(enc) == []
+    finally:
+        os.close(fd)
+    assert os.listdir(mnt) == [] and os.listdir(enc) == []
+
+
+def test_user_file_named_like_a_hidden_one_is_a_normal_file(rw_mount) -> None:
+    """Only libfuse's own renames to a free hidden name of an open file are taken as removals."""
+    enc, mnt, _ = rw_mount
+    name = ".fuse_hidden0000000a00000001"
+    (mnt / name).write_bytes(b"mine")
+    assert (mnt / name).read_bytes() == b"mine"
+    (mnt / "b").write_bytes(b"b")
+    os.rename(mnt / "b", mnt / name)  # over an existing name: a plain rename
+    assert (mnt / name).read_bytes() == b"b"
+    assert sorted(os.listdir(mnt)) == [name]
+    os.unlink(mnt / name)
+    assert os.listdir(mnt) == [] and os.listdir(enc) == []
+
+
+def test_kill9_with_unlinked_open_file_leaves_nothing_behind(key: Path, dirs, mounter: Mounter) -> None:
+    enc, mnt = dirs
+    m = mounter.pfs(key, enc, mnt, "--rw")
+    (mnt / "keep").write_bytes(b"k" * 5000)
+    (mnt / "tmp").write_bytes(b"t" * 5000)
+    fd = os.open(mnt / "tmp", os.O_RDWR)
+    try:
+        os.unlink(mnt / "tmp")
+        assert os.fstat(fd).st_size == 5000
+        m.kill9()
+    finally:
+        with contextlib.suppress(OSError):  # ENOTCONN once the daemon is gone
+            os.close(fd)
+    fusermount_u(mnt, lazy=True)
+    assert sorted(os.listdir(enc)) == ["keep"]
 
 
 def test_inode_numbers_are_stable(rw_mount) -> None:
@@ -486,7 +536,6 @@ def test_inode_numbers_are_stable(rw_mount) -> None:
     assert before == os.stat(enc / "b").st_ino
 
 
-@UNLINKED_OPEN
 def test_unlink_open_file(rw_mount) -> None:
     enc, mnt, _ = rw_mount
     data = os.urandom(50000)
@@ -678,7 +727,6 @@ def test_umount_of_busy_mount_is_refused(rw_mount) -> None:
 
 
 @pytest.mark.skipif(LIBFUSE3 is None, reason="libfuse3 not installed")
-@UNLINKED_OPEN
 def test_libfuse3_mount_basics(tmp_path: Path, key: Path, dirs, mounter: Mounter) -> None:
     enc, mnt = dirs
     env = {**os.environ, "FUSE_LIBRARY_PATH": str(LIBFUSE3)}
@@ -689,7 +737,8 @@ def test_libfuse3_mount_basics(tmp_path: Path, key: Path, dirs, mounter: Mounter
     os.unlink(mnt / "d" / "f")
     try:
         assert os.listdir(mnt / "d") == []
-        assert os.listdir(enc / "d") == []  # hard_remove: no .fuse_hidden file
+        assert os.listdir(enc / "d") == []  # no .fuse_hidden file
+        assert os.fstat(fd).st_size == 5000
         assert os.pread(fd, 10000, 0) == b"x" * 5000
     finally:
         os.close(fd)

@@ -407,3 +407,26 @@ def test_statfs_is_the_hosts(host: Path) -> None:
     info = vfs.statfs(ctx, "/host")
     v = os.statvfs(host)
     assert (info["f_bsize"], info["f_blocks"], info["f_files"]) == (v.f_bsize, v.f_blocks, v.f_files)
+
+
+def test_attribute_changes_on_an_unlinked_or_replaced_open_file_stay_on_it(host: Path) -> None:
+    vfs, ctx, _ = make_vfs(host)
+    (host / "a").write_bytes(b"a")
+    (host / "b").write_bytes(b"b")
+    os.chmod(host / "a", 0o644)
+    f = vfs.open(ctx, "/host/b", os.O_RDWR)
+    vfs.rename(ctx, "/host/a", "/host/b")
+    f.inode.chmod(0o600)
+    f.inode.utimens(None, 10**18)
+    assert f.stat().st_mode & 0o777 == 0o600 and f.stat().st_mtime_ns == 10**18
+    assert os.stat(host / "b").st_mode & 0o777 == 0o644 and os.stat(host / "b").st_mtime_ns != 10**18
+    vfs.unlink(ctx, "/host/b")
+    f.inode.chmod(0o640)
+    assert f.stat().st_mode & 0o777 == 0o640
+    f.decref()
+    g = vfs.open(ctx, "/host/c", os.O_RDWR | os.O_CREAT, 0o644)
+    inode = g.inode
+    g.decref()
+    os.unlink(host / "c")
+    with pytest.raises(FileNotFoundError):
+        inode.chmod(0o600)  # gone, and no descriptor left to reach it by

@@ -360,3 +360,22 @@ def test_concurrent_writers_through_two_descriptions(work: Path) -> None:
     expected = b"".join(bytes([i]) * chunk for i in range(40))
     assert get(vfs, ctx, "/secret/c") == expected
     assert pfs_decrypt(work, "enc/c", "enc/c") == expected
+
+
+def test_attribute_changes_on_a_replaced_open_file_stay_on_it(work: Path) -> None:
+    """fchmod/futimens on a descriptor whose name now holds another file change the open file
+    (through its host descriptor), never the new file by name."""
+    vfs, ctx, _ = make_vfs()
+    put(vfs, ctx, "/secret/a", b"A")
+    put(vfs, ctx, "/secret/b", b"B")
+    old_b = vfs.open(ctx, "/secret/b", os.O_RDWR)
+    vfs.rename(ctx, "/secret/a", "/secret/b")
+    mode_before = os.stat(work / "enc" / "b").st_mode
+    old_b.inode.chmod(0o640)
+    old_b.inode.utimens(10**18, 10**18)
+    assert old_b.stat().st_mode & 0o777 == 0o640
+    assert old_b.stat().st_mtime_ns == 10**18
+    assert os.stat(work / "enc" / "b").st_mode == mode_before
+    assert os.stat(work / "enc" / "b").st_mtime_ns != 10**18
+    old_b.decref()
+    assert get(vfs, ctx, "/secret/b") == b"A"

@@ -309,20 +309,35 @@ class HostInode(Inode):
     def touch(self, *, atime: bool = False, mtime: bool = False, ctime: bool = False) -> None:
         """The host keeps the timestamps; nothing to do."""
 
+    def host_ref(self) -> str | int:
+        """How to reach this object on the host: its path while that still names it, else a
+        descriptor open on it (an unlinked or replaced file: changing its path would change
+        another file), else ENOENT."""
+        try:
+            s = pal.host_stat(self.path) if self.is_root else pal.host_lstat(self.path)
+            if (s.st_dev, s.st_ino) == self.key:
+                return self.path
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        fd = self.host_fd()
+        if fd is None:
+            raise err(errno.ENOENT, self.path)
+        return fd
+
     def chmod(self, mode: int) -> None:
         self.fs.check_writable(self.path)
-        pal.host_chmod(self.path, mode & 0o7777)
+        pal.host_chmod(self.host_ref(), mode & 0o7777)
         self.refresh()
 
     def chown(self, uid: int, gid: int) -> None:
         self.fs.check_writable(self.path)
-        pal.host_lchown(self.path, uid, gid)
+        pal.host_lchown(self.host_ref(), uid, gid)
         self.refresh()
 
     def utimens(self, atime_ns: int | None, mtime_ns: int | None) -> None:
         self.fs.check_writable(self.path)
         cur = self.refresh()
-        pal.host_utime(self.path, cur.st_atime_ns if atime_ns is None else atime_ns,
+        pal.host_utime(self.host_ref(), cur.st_atime_ns if atime_ns is None else atime_ns,
                        cur.st_mtime_ns if mtime_ns is None else mtime_ns)
         self.refresh()
 

@@ -1,12 +1,14 @@
 """The FUSE bridge: serves any :class:`~vfs.vfs.VFS` to the host kernel through ``mfusepy``.
 
 Every request goes through the same VFS the LibOS uses, so what a mount shows is exactly what
-an application inside the LibOS sees. Open files are kept by handle number, so a file unlinked
-while open keeps working for I/O (``hard_remove``; only ``fstat`` on it fails with ESTALE:
-libfuse's high-level API gets no handle with that request). The kernel's page cache is used
-where that is safe: attributes and entries are cached for a second, file data is kept across
-opens (``kernel_cache``: only this daemon changes the files), and a writable mount enables the
-writeback cache, which batches small writes.
+an application inside the LibOS sees. Open files are kept by handle number. A file unlinked (or
+replaced by a rename) while open stays fully usable, ``fstat`` included: libfuse's high-level
+API names such a file by a path in its requests, so it "hides" it by renaming it to
+``.fuse_hiddenNNNN``; the bridge turns that rename into a real unlink and answers for the hidden
+name from the open handles, so nothing is ever left in the user's folder, even after a crash.
+The kernel's page cache is used where that is safe: attributes and entries are cached for a
+second, file data is kept across opens (``kernel_cache``: only this daemon changes the files),
+and a writable mount enables the writeback cache, which batches small writes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .vfs import VFS, Location
 
 log = logging.getLogger("vfs.fuse")
 
+HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")  # libfuse's name for a removed open file
 MAX_IO = 1 << 20  # bytes per FUSE read/write request (libfuse3; the kernel may cap it lower)
 FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 FUSE_CAP_ASYNC_READ = 1 << 0
@@ -77,6 +80,7 @@ class FuseBridge:
         self.attr_timeout = attr_timeout
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, Location] = {}
+        self._hidden: dict[str, Location] = {}  # libfuse's hidden name -> the unlinked open file
         self._next_fh = 1
         self._lock = threading.Lock()
         self.call_fh = threading.local()  # the handle of a chmod/chown/utimens call (mfusepy drops it)
@@ -86,10 +90,9 @@ class FuseBridge:
     def init_with_config(self, conn, config) -> None:
         if config is not None:
             config.use_ino = 1
-            # unlink at once (no .fuse_hiddenN files left in the user's folder); the open handle
-            # keeps the file usable for I/O. libfuse's high-level API can't fstat a removed node
-            # (the kernel sends no handle with GETATTR): that gives ESTALE
-            config.hard_remove = 1
+            # libfuse renames an open file it is told to remove to a hidden name, which keeps a
+            # path for later requests on it (fstat): see _hide
+            config.hard_remove = 0
             config.kernel_cache = 0 if self.direct_io else 1
             config.direct_io = 1 if self.direct_io else 0
             # calls on an open file may come without a path (an unlinked file has none)
@@ -153,7 +156,33 @@ class FuseBridge:
             return _attrs(self._files[fh].stat())
         if path is None:
             raise err(errno.EBADF)
+        hidden = self._hidden_file(path)
+        if hidden is not None:
+            return _attrs(hidden.stat())
         return _attrs(self.vfs.stat(self.ctx, path, follow=False))
+
+    # ------------------------------------------------------------------ unlinked open files
+
+    @staticmethod
+    def _hidden_name(path: str) -> str | None:
+        name = path.rpartition("/")[2]
+        return name if HIDDEN_NAME.fullmatch(name) else None
+
+    def _hidden_file(self, path: str) -> OpenFile | None:
+        """An open handle of the unlinked file libfuse calls ``path``, if it is one."""
+        name = self._hidden_name(path)
+        loc = self._hidden.get(name) if name is not None else None
+        if loc is None:
+            return None
+        with self._lock:
+            return next((f for f in self._files.values() if f.inode is loc.inode), None)
+
+    def _hide(self, old: str, hidden: str) -> None:
+        """libfuse's "rename to a hidden name" of a file that is open: unlink it for real (the
+        open handles keep it alive) and remember it under the hidden name until its last close."""
+        loc = self.vfs.lookup(self.ctx, old, follow=False)
+        self.vfs.unlink(self.ctx, old)
+        self._hidden[hidden] = loc
 
     def access(self, path: str, amode: int) -> int:
         self.vfs.access(self.ctx, path, amode)
@@ -162,12 +191,27 @@ class FuseBridge:
     def _handle_file(self) -> OpenFile:
         """The open file of a path-less chmod/chown/utimens (``fchmod`` and friends)."""
         fh = getattr(self.call_fh, "fh", None)
-        if fh is None or fh not in self._files:
-            raise err(errno.EBADF)
-        return self._files[fh]
+        if fh is not None and fh in self._files:
+            return self._files[fh]
+        hidden = getattr(self.call_fh, "hidden", None)
+        if hidden is not None:
+            return hidden
+        raise err(errno.EBADF)
+
+    def _path_or_handle(self, path: str | None) -> str | None:
+        """``path``, or None when the call is on an open file: path-less, or on a hidden name
+        (then :meth:`_handle_file` finds an open handle of it)."""
+        if path is None:
+            return None
+        hidden = self._hidden_file(path)
+        if hidden is None:
+            return path
+        self.call_fh.hidden = hidden
+        return None
 
     def chmod(self, path: str | None, mode: int) -> int:
         self._check_write()
+        path = self._path_or_handle(path)
         if path is None:
             self._handle_file().inode.chmod(mode)
         else:
@@ -176,6 +220,7 @@ class FuseBridge:
 
     def chown(self, path: str | None, uid: int, gid: int) -> int:
         self._check_write()
+        path = self._path_or_handle(path)
         if path is None:
             self._handle_file().inode.chown(uid, gid)
         else:
@@ -187,6 +232,7 @@ class FuseBridge:
         if times is None:
             now = self.vfs_clock()
             times = (now, now)
+        path = self._path_or_handle(path)
         if path is None:
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
                 self._handle_file().inode.utimens(times[0], times[1])
@@ -231,11 +277,21 @@ class FuseBridge:
 
     def unlink(self, path: str) -> int:
         self._check_write()
+        name = self._hidden_name(path)
+        if name is not None and self._hidden.pop(name, None) is not None:
+            return 0  # the last close of a hidden file: it was unlinked already
         self.vfs.unlink(self.ctx, path)
         return 0
 
     def rename(self, old: str, new: str) -> int:
         self._check_write()
+        hidden = self._hidden_name(new)
+        if hidden is not None and hidden not in self._hidden and self._hidden_file(old) is None:
+            try:
+                self.vfs.stat(self.ctx, new, follow=False)
+            except FileNotFoundError:
+                self._hide(old, hidden)
+                return 0
         self.vfs.rename(self.ctx, old, new)
         return 0
 
@@ -275,8 +331,11 @@ class FuseBridge:
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
         self._check_write()
+        hidden = self._hidden_file(path) if path is not None else None
         if fh is not None and fh in self._files:
             self._files[fh].truncate(length)
+        elif hidden is not None:
+            hidden.truncate(length)
         elif path is None:
             raise err(errno.EBADF)
         else:
@@ -383,8 +442,8 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
                         direct_io=direct_io)
     options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True,
-                               # also set in init_with_config; mfusepy moves them where libfuse wants
-                               "hard_remove": True, "use_ino": True}
+                               # also set in init_with_config; mfusepy moves it where libfuse wants
+                               "use_ino": True}
     if not writable:
         options["ro"] = True
     if allow_other:
@@ -398,7 +457,7 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             try:
                 return call()
             finally:
-                bridge.call_fh.fh = None
+                bridge.call_fh.fh = bridge.call_fh.hidden = None
 
         def chmod_fuse_3(self, path, mode, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).chmod_fuse_3(path, mode, fip))
