@@ -626,9 +626,7 @@ def test_rename_keeps_mtime(rw_mount) -> None:
     assert os.stat(mnt / "b").st_mtime_ns == TIMES
 
 
-@pytest.mark.parametrize("how", ["futimens", "cp_p", pytest.param("tar", marks=pytest.mark.xfail(strict=True, reason=(
-    "BUG: tar sets the times by path after close(), then the kernel's writeback cache flushes the file's "
-    "last pages and its own mtime, which moves the host mtime past the time tar set")))])
+@pytest.mark.parametrize("how", ["futimens", "cp_p", "tar"])
 def test_times_set_before_close_survive(tmp_path: Path, key: Path, rw_mount, mounter: Mounter, how: str) -> None:
     enc, mnt, m = rw_mount
     src = tmp_path / "src.bin"
@@ -642,7 +640,8 @@ def test_times_set_before_close_survive(tmp_path: Path, key: Path, rw_mount, mou
     elif how == "cp_p":
         run(["cp", "-p", src, mnt / "src.bin"], check=True)
     else:
-        run(["tar", "-cf", tmp_path / "t.tar", "-C", tmp_path, "src.bin"], check=True)
+        # pax keeps the nanoseconds (tar's default format stores whole seconds only)
+        run(["tar", "--format=posix", "-cf", tmp_path / "t.tar", "-C", tmp_path, "src.bin"], check=True)
         run(["tar", "-xf", tmp_path / "t.tar", "-C", mnt], check=True)
     m.unmount()  # past every cache: what the host file says
     mounter.pfs(key, enc, mnt)
