@@ -71,113 +71,19 @@ TOO_LONG = "x" * 256  # ENAMETOOLONG
 # (Each predicate runs in the kernel child, before the call: it may look at the kernel's state.)
 
 
-def _is_symlink(path: str, dir_fd: int | None) -> bool:
-    try:
-        return st.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def _is_dir(path: str, dir_fd: int | None) -> bool:
-    try:
-        return st.S_ISDIR(os.stat(path, dir_fd=dir_fd).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def _not_writable(fd: int) -> bool:
-    try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    except (OSError, ValueError):
-        return False
-    return flags & 3 not in (os.O_WRONLY, os.O_RDWR) and not flags & O_PATH
-
-
-def _is_o_path_fd(fd: int) -> bool:
-    try:
-        return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & O_PATH)
-    except (OSError, ValueError):
-        return False
-
-
-def _dir_ids_in_use() -> list[list[tuple[int, int]]]:
-    """For the cwd and every open folder descriptor: the (dev, ino) of it and all its ancestors."""
-    chains = []
-    starts: list[dict] = [{}] + [{"dir_fd": fd} for fd in [*range(8), 100]]
-    for kw in starts:
-        chain: list[tuple[int, int]] = []
-        try:
-            if kw and not st.S_ISDIR(os.fstat(kw["dir_fd"]).st_mode):
-                continue
-            for up in range(12):
-                s = os.stat("/".join([".."] * up) or ".", **kw)
-                if chain and chain[-1] == (s.st_dev, s.st_ino):
-                    break
-                chain.append((s.st_dev, s.st_ino))
-        except OSError:
-            pass
-        chains.append(chain)
-    return chains
-
-
-def _removes_a_dir_in_use(op: tuple) -> bool:
-    """An rmdir of the cwd or of an open folder, or a rename over one."""
-    if op[0] not in ("rmdir", "rename"):
-        return False
-    try:
-        s = os.lstat(op[1] if op[0] == "rmdir" else op[2])
-    except (OSError, ValueError):
-        return False
-    return st.S_ISDIR(s.st_mode) and any(chain and chain[0] == (s.st_dev, s.st_ino) for chain in _dir_ids_in_use())
-
-
-def _moves_a_dir_in_use(op: tuple) -> bool:
-    """A rename that moves a folder holding the cwd or an open folder descriptor."""
-    if op[0] != "rename":
-        return False
-    try:
-        s = os.lstat(op[1])
-    except (OSError, ValueError):
-        return False
-    if not st.S_ISDIR(s.st_mode):
-        return False
-    return any((s.st_dev, s.st_ino) in chain for chain in _dir_ids_in_use())
-
-
-KNOWN_BUGS: dict[str, Callable[[tuple], bool]] = {
-    # rename('a/', 'x'*256) with a a file gives ENOTDIR; Linux looks the target up first: ENAMETOOLONG
-    "rename-trailing-slash-before-target": lambda op: (
-        op[0] == "rename" and (op[1].endswith("/") or op[2].endswith("/"))
-        and len(op[2].rstrip("/").rsplit("/", 1)[-1]) > 255),
-    # open(O_CREAT) through a symlink whose target is "file/" gives ENOTDIR (Linux: EISDIR)
-    "creat-through-symlink-with-slash": lambda op: (
-        op[0] in ("open", "openat") and bool(op[-2] & os.O_CREAT) and not op[-2] & O_PATH
-        and _is_symlink(op[-3], op[1] if op[0] == "openat" else None)),
-}
+KNOWN_BUGS: dict[str, Callable[[tuple], bool]] = {}
 
 
 # Known bugs of one mount type only: kind -> {name: predicate}.
 KIND_BUGS: dict[str, dict[str, Callable[[tuple], bool]]] = {
     "tmpfs": {},
-    "chroot": {
-        # ChrootFs: after the cwd is removed, getcwd() still succeeds and files can be created in it
-        "removed-cwd": lambda op: _removes_a_dir_in_use(op),
-    },
-    "encrypted": {
-        "removed-cwd": lambda op: _removes_a_dir_in_use(op),
-    },
+    "chroot": {},
+    "encrypted": {},
 }
 
 
 # What is wrong, for the bugs of one mount type.
 KIND_REASONS: dict[tuple[str, str], str] = {
-    ("chroot", "removed-cwd"): (
-        "ChrootFs: after rmdir of the cwd, getcwd() still returns the path (Linux ENOENT: Process.getcwd tests "
-        "inode.nlink, which HostInode doesn't update; its stat() says 0) and listdir('.') gives ENOENT "
-        "(Linux: [])"),
-    ("encrypted", "removed-cwd"): (
-        "EncryptedFs: after rmdir of the cwd, getcwd() still returns the path (Linux ENOENT: Process.getcwd tests "
-        "inode.nlink, which the host inode doesn't update) and listdir('.') gives ENOENT (Linux: [])"),
 }
 
 

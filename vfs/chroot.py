@@ -399,7 +399,13 @@ class HostInode(Inode):
         if not self.is_dir:
             raise err(errno.ENOTDIR, self.path)
         out = []
-        for name in sorted(pal.host_listdir(self.path)):
+        try:
+            names = pal.host_listdir(self.path)
+        except FileNotFoundError:
+            if self.refresh().st_nlink == 0:
+                return out  # a removed folder still in use (a cwd, an open folder) lists empty, as on Linux
+            raise
+        for name in sorted(names):
             inode = self.lookup(name)
             if inode is not None:  # else it vanished meanwhile
                 out.append((name, inode))

@@ -413,11 +413,13 @@ class VFS:
         if old_name in (".", "..") or new_name in (".", ".."):
             raise err(errno.EBUSY, old if old_name in (".", "..") else new)
         src = self._child(ctx, old_parent, old_name, old)
+        if old_parent.mount is not new_parent.mount:
+            raise err(errno.EXDEV, new)
+        dst = self._maybe_child(ctx, new_parent, new_name, new)  # as Linux, before the checks below
         if (old_trailing or new_trailing) and not src.inode.is_dir:
             raise err(errno.ENOTDIR, old if old_trailing else new)
-        if old_parent.mount is not new_parent.mount or self.mounts.at(src.path) is not None:
-            raise err(errno.EXDEV if old_parent.mount is not new_parent.mount else errno.EBUSY, new)
-        dst = self._maybe_child(ctx, new_parent, new_name, new)
+        if self.mounts.at(src.path) is not None:
+            raise err(errno.EBUSY, new)
         if dst is not None and self.mounts.at(dst.path) is not None:
             raise err(errno.EBUSY, new)
         if dst is not None and dst.mount is not src.mount:
@@ -487,6 +489,14 @@ class VFS:
                     raise err(errno.ELOOP, path)
                 try:
                     loc = self.lookup(ctx, path)
+                except NotADirectoryError:
+                    target = loc.inode.readlink()
+                    if not target.endswith("/"):
+                        raise
+                    # "file/": once the path up to it resolves, O_CREAT with a trailing slash is
+                    # EISDIR on Linux, whatever is there
+                    self.lookup_parent(ctx, target if target.startswith("/") else _join(parent.path, target))
+                    raise err(errno.EISDIR, path) from None
                 except FileNotFoundError:
                     # a dangling symlink: create its target
                     target = loc.inode.readlink()
