@@ -1000,3 +1000,49 @@ def test_mount_raises_its_read_ahead_and_leaves_the_disk_alone(key: Path, dirs, 
     assert fuse_device(str(mnt)) is None
     if before is not None:
         assert disk_setting.read_text() == before
+
+
+# ---------------------------------------------------------------------- listings
+
+
+def test_large_listing_has_every_entry_with_its_attributes(rw_mount) -> None:
+    """Listings are served in chunks with offsets (and READDIRPLUS attributes): nothing lost or
+    doubled across chunks, plaintext sizes in the attributes, changes seen by the next listing."""
+    enc, mnt, _ = rw_mount
+    sizes = {f"file-{i:04d}-{'x' * (i % 40)}": (i * 37) % 9000 for i in range(700)}
+    for name, size in sizes.items():
+        (mnt / name).write_bytes(b"z" * size)
+    os.mkdir(mnt / "sub")
+    with os.scandir(mnt) as it:
+        entries = {e.name: e.stat(follow_symlinks=False) for e in it}
+    assert set(entries) == set(sizes) | {"sub"}
+    for name, size in sizes.items():
+        assert entries[name].st_size == size, name
+        assert entries[name].st_mode & 0o170000 == 0o100000
+        assert entries[name].st_ino == os.stat(enc / name).st_ino
+    assert os.path.isdir(mnt / "sub")
+    listing = subprocess.run(["ls", "-l", str(mnt)], capture_output=True, text=True, check=True).stdout
+    assert len(listing.splitlines()) == len(sizes) + 2  # "total" and sub
+    for name in list(sizes)[:300]:
+        os.unlink(mnt / name)
+    (mnt / "late").write_bytes(b"late")
+    assert sorted(os.listdir(mnt)) == sorted([*list(sizes)[300:], "sub", "late"])
+
+
+def test_listing_needs_no_lookup_per_file_and_ro_mount_no_flush(tmp_path: Path, key: Path, dirs,
+                                                                mounter: Mounter) -> None:
+    enc, mnt = dirs
+    m = mounter.pfs(key, enc, mnt, "--rw")
+    for i in range(300):
+        (mnt / f"f{i}").write_bytes(b"x" * i)
+    m.unmount()
+    m = mounter.pfs(key, enc, mnt, "--debug")  # libfuse prints every request it gets
+    out = subprocess.run(["ls", "-l", str(mnt)], capture_output=True, text=True, check=True).stdout
+    assert len(out.splitlines()) == 301
+    for i in range(0, 300, 30):
+        assert (mnt / f"f{i}").read_bytes() == b"x" * i
+    m.unmount()
+    log = m.log()
+    assert log.count("opcode: READDIRPLUS") >= 1
+    assert log.count("opcode: LOOKUP") < 10, "a LOOKUP per listed file: READDIRPLUS attributes were dropped"
+    assert log.count("opcode: FLUSH") <= 1  # the first close learns that a read-only mount has none

@@ -36,6 +36,8 @@ FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 FUSE_CAP_ASYNC_READ = 1 << 0
 FUSE_CAP_ATOMIC_O_TRUNC = 1 << 3
 FUSE_CAP_BIG_WRITES = 1 << 5
+FUSE_READDIR_PLUS = 1  # readdir flag: the kernel asks for attributes too
+FUSE_FILL_DIR_PLUS = 2  # filler flag: this entry's attributes are complete
 
 
 def load_mfusepy():
@@ -54,6 +56,14 @@ def load_mfusepy():
     except (ImportError, OSError) as exc:  # libfuse missing: mfusepy raises at import
         raise OSError(errno.ENOSYS, f"FUSE is not available ({exc}); install the fuse3 package") from None
     return mfusepy
+
+
+def _not_served(*args: Any) -> int:
+    """Stands for a callback this mount leaves out (mfusepy skips ``libfuse_ignore`` ones)."""
+    raise err(errno.ENOSYS)
+
+
+_not_served.libfuse_ignore = True  # type: ignore[attr-defined]
 
 
 def _attrs(s: Stat) -> dict[str, Any]:
@@ -80,10 +90,15 @@ class FuseBridge:
         self.attr_timeout = attr_timeout
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, Location] = {}
+        self._listings: dict[int, list[tuple[str, int, int]]] = {}  # folder handle -> its listing
         self._hidden: dict[str, Location] = {}  # libfuse's hidden name -> the unlinked open file
         self._next_fh = 1
         self._lock = threading.Lock()
         self.call_fh = threading.local()  # the handle of a chmod/chown/utimens call (mfusepy drops it)
+        if not writable:
+            # nothing to push at close: without a flush callback the kernel stops sending FLUSH
+            # (one round trip less per close)
+            self.flush = _not_served
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -255,10 +270,34 @@ class FuseBridge:
     # ------------------------------------------------------------------ names
 
     def readdir(self, path: str | None, fh: int) -> list[tuple[str, dict[str, int], int]]:
+        """The whole listing at once (offset 0 everywhere; used when the kernel isn't served
+        through :meth:`listing`, e.g. under libfuse 2)."""
         loc = self._dirs.get(fh)
         entries = self.vfs.dir_listing(loc) if loc is not None else self.vfs.listdir(self.ctx, path or "/")
         # with use_ino the kernel takes d_ino from here: an entry with ino 0 is skipped by readdir(3)
         return [(name, {"st_ino": ino, "st_mode": dtype << 12}, 0) for name, ino, dtype in entries]
+
+    def listing(self, path: str | None, fh: int, offset: int) -> list[tuple[str, int, int]]:
+        """``(name, ino, d_type)`` of a folder open as ``fh``: read anew when a listing starts
+        (offset 0) and kept for the later chunks, so offsets stay stable within one pass."""
+        if offset == 0 or fh not in self._listings:
+            loc = self._dirs.get(fh)
+            entries = self.vfs.dir_listing(loc) if loc is not None else self.vfs.listdir(self.ctx, path or "/")
+            with self._lock:
+                self._listings[fh] = entries
+        return self._listings[fh]
+
+    def entry_attrs(self, path: str | None, fh: int, name: str) -> dict[str, Any] | None:
+        """Full attributes of entry ``name`` of folder ``fh`` (READDIRPLUS: then ``ls -l`` needs
+        no LOOKUP per file); None for ``.``, ``..`` and an entry that vanished meanwhile."""
+        if name in (".", ".."):
+            return None
+        loc = self._dirs.get(fh)
+        base = (loc.path if loc is not None else path or "/").rstrip("/")
+        try:
+            return _attrs(self.vfs.stat(self.ctx, f"{base}/{name}", follow=False))
+        except OSError:
+            return None
 
     def mkdir(self, path: str, mode: int) -> int:
         self._check_write()
@@ -373,6 +412,7 @@ class FuseBridge:
     def releasedir(self, path: str | None, fh: int) -> int:
         with self._lock:
             self._dirs.pop(fh, None)
+            self._listings.pop(fh, None)
         return 0
 
 
@@ -468,6 +508,25 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         def read(self, path, buf, size, offset, fip):
             target = (ctypes.c_char * size).from_address(ctypes.addressof(buf.contents))
             return bridge.readinto(fip.contents.fh, memoryview(target).cast("B"), offset)
+
+        def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
+            """Entries with offsets (libfuse then passes READDIRPLUS attributes on to the kernel;
+            with offset 0 everywhere it drops them), attributes when the kernel asks for them."""
+            name = None if path is None else path.decode(self.encoding, self.errors)
+            fh = fip.contents.fh
+            entries = bridge.listing(name, fh, offset)
+            for index in range(offset, len(entries)):
+                entry, ino, dtype = entries[index]
+                st = mfusepy.c_stat()
+                attrs = bridge.entry_attrs(name, fh, entry) if flags & FUSE_READDIR_PLUS else None
+                if attrs is None:
+                    st.st_ino, st.st_mode = ino, dtype << 12
+                else:
+                    mfusepy.set_st_attrs(st, attrs, use_ns=True)
+                if filler(buf, entry.encode(self.encoding, self.errors), st, index + 1,
+                          FUSE_FILL_DIR_PLUS if attrs is not None else 0):
+                    break
+            return 0
 
         def truncate_fuse_3(self, path, length, fip):
             fh = fip.contents.fh if fip else None
