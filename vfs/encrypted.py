@@ -421,7 +421,9 @@ class EncryptedInode(HostInode):
         fd = pal.host_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, mode & 0o7777)
         host = pal.HostFile.from_fd(fd, path, writable=True)
         try:
-            ProtectedFile.create(host, key, self.fs.bound_path(path)).close()  # writes a valid empty file
+            pf = ProtectedFile.create(host, key, self.fs.bound_path(path))
+            pf.flush(sync=False)  # a valid empty file; durable with the first fsync, as on Linux
+            pf.close()
         except BaseException:
             host.close()
             with contextlib.suppress(OSError):

@@ -66,6 +66,15 @@ def _not_served(*args: Any) -> int:
 _not_served.libfuse_ignore = True  # type: ignore[attr-defined]
 
 
+def _fill_stat(st: Any, s: Stat) -> None:
+    """Copy ``s`` into libfuse's ``struct stat``."""
+    st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid = s.st_mode, s.st_ino, s.st_nlink, s.st_uid, s.st_gid
+    st.st_size, st.st_blksize, st.st_blocks, st.st_rdev = s.st_size, s.st_blksize, s.st_blocks, s.st_rdev
+    st.st_atimespec.tv_sec, st.st_atimespec.tv_nsec = divmod(s.st_atime_ns, 10**9)
+    st.st_mtimespec.tv_sec, st.st_mtimespec.tv_nsec = divmod(s.st_mtime_ns, 10**9)
+    st.st_ctimespec.tv_sec, st.st_ctimespec.tv_nsec = divmod(s.st_ctime_ns, 10**9)
+
+
 def _attrs(s: Stat) -> dict[str, Any]:
     return {
         "st_mode": s.st_mode, "st_ino": s.st_ino, "st_nlink": s.st_nlink, "st_uid": s.st_uid,
@@ -167,14 +176,18 @@ class FuseBridge:
     # ------------------------------------------------------------------ attributes
 
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, Any]:
+        return _attrs(self.stat(path, fh))
+
+    def stat(self, path: str | None, fh: int | None = None) -> Stat:
+        """What ``getattr`` reports: of the open file ``fh`` if given, else of ``path``."""
         if fh is not None and fh in self._files:
-            return _attrs(self._files[fh].stat())
+            return self._files[fh].stat()
         if path is None:
             raise err(errno.EBADF)
         hidden = self._hidden_file(path)
         if hidden is not None:
-            return _attrs(hidden.stat())
-        return _attrs(self.vfs.stat(self.ctx, path, follow=False))
+            return hidden.stat()
+        return self.vfs.stat(self.ctx, path, follow=False)
 
     # ------------------------------------------------------------------ unlinked open files
 
@@ -287,7 +300,7 @@ class FuseBridge:
                 self._listings[fh] = entries
         return self._listings[fh]
 
-    def entry_attrs(self, path: str | None, fh: int, name: str) -> dict[str, Any] | None:
+    def entry_stat(self, path: str | None, fh: int, name: str) -> Stat | None:
         """Full attributes of entry ``name`` of folder ``fh`` (READDIRPLUS: then ``ls -l`` needs
         no LOOKUP per file); None for ``.``, ``..`` and an entry that vanished meanwhile."""
         if name in (".", ".."):
@@ -295,7 +308,7 @@ class FuseBridge:
         loc = self._dirs.get(fh)
         base = (loc.path if loc is not None else path or "/").rstrip("/")
         try:
-            return _attrs(self.vfs.stat(self.ctx, f"{base}/{name}", follow=False))
+            return self.vfs.stat(self.ctx, f"{base}/{name}", follow=False)
         except OSError:
             return None
 
@@ -518,14 +531,27 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             for index in range(offset, len(entries)):
                 entry, ino, dtype = entries[index]
                 st = mfusepy.c_stat()
-                attrs = bridge.entry_attrs(name, fh, entry) if flags & FUSE_READDIR_PLUS else None
-                if attrs is None:
+                full = bridge.entry_stat(name, fh, entry) if flags & FUSE_READDIR_PLUS else None
+                if full is None:
                     st.st_ino, st.st_mode = ino, dtype << 12
                 else:
-                    mfusepy.set_st_attrs(st, attrs, use_ns=True)
+                    _fill_stat(st, full)
                 if filler(buf, entry.encode(self.encoding, self.errors), st, index + 1,
-                          FUSE_FILL_DIR_PLUS if attrs is not None else 0):
+                          FUSE_FILL_DIR_PLUS if full is not None else 0):
                     break
+            return 0
+
+        def getattr_fuse_3(self, path, buf, fip):
+            # as mfusepy's, without the attribute dictionary in between
+            ctypes.memset(buf, 0, ctypes.sizeof(mfusepy.c_stat))
+            name = None if path is None else path.decode(self.encoding, self.errors)
+            _fill_stat(buf.contents, bridge.stat(name, fip.contents.fh if fip else None))
+            return 0
+
+        def create(self, path, mode, fip):
+            # as mfusepy's, without its inspect.signature() call per file
+            fi = fip.contents
+            fi.fh = bridge.create(path.decode(self.encoding, self.errors), mode, fi.flags)
             return 0
 
         def truncate_fuse_3(self, path, length, fip):
