@@ -11,12 +11,15 @@ All three live in one temp folder under bench/ (same disk) and are measured in t
 - sequential read, warm cache: read the file twice (two opens, as `cat` twice would), time the
   second;
 - 4 KiB random reads: on a freshly mounted file system with dropped caches, --warmup preads at
-  random 4 KiB-aligned offsets (checked against the expected bytes), then --ops timed preads.
+  random 4 KiB-aligned offsets (checked against the expected bytes), then --ops timed preads;
+- small files (--files, 0 to skip): write that many files of 1-16 KiB in 20 folders (open,
+  write, close each), then on a freshly mounted file system with dropped caches list every folder
+  with the attributes of each entry (`ls -l`), then read every file (checking its length).
 
 Every timing is the best of --repeat runs, with `sync` before it. The target: the pfs mount does at
 least 0.8 x gocryptfs on sequential write and on cold read.
 
-usage: python bench/bench_fuse.py [--size-mib 1024] [--repeat 1] [--ops 20000] [--json OUT]
+usage: python bench/bench_fuse.py [--size-mib 1024] [--repeat 1] [--ops 20000] [--files 2000] [--json OUT]
    (as root: dropping the page cache needs it; FUSE needs /dev/fuse and fusermount3)
 """
 
@@ -211,8 +214,51 @@ def random_reads(path: Path, chunk: bytes, offsets: list[int], warmup: list[int]
     return len(offsets) / elapsed
 
 
+SMALL_DIRS = 20
+
+
+def small_file_sizes(n: int) -> list[int]:
+    rng = random.Random(9)
+    return [rng.randrange(1024, 16 * 1024) for _ in range(n)]
+
+
+def small_write(root: Path, chunk: bytes, sizes: list[int]) -> float:
+    """files/s writing ``sizes`` as small files in SMALL_DIRS folders under ``root``."""
+    os.sync()
+    start = time.perf_counter()
+    for d in range(SMALL_DIRS):
+        os.mkdir(root / f"d{d}")
+    for i, size in enumerate(sizes):
+        fd = os.open(root / f"d{i % SMALL_DIRS}" / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, chunk[:size])
+        finally:
+            os.close(fd)
+    return len(sizes) / (time.perf_counter() - start)
+
+
+def small_list_and_read(root: Path, sizes: list[int]) -> tuple[float, float]:
+    """(entries/s listing every folder with each entry's attributes, files/s reading every file)."""
+    start = time.perf_counter()
+    seen = 0
+    for d in range(SMALL_DIRS):
+        with os.scandir(root / f"d{d}") as it:
+            for entry in it:
+                entry.stat(follow_symlinks=False)
+                seen += 1
+    listed = time.perf_counter() - start
+    if seen != len(sizes):
+        raise SystemExit(f"bench: listed {seen} small files under {root}, expected {len(sizes)}")
+    start = time.perf_counter()
+    for i, size in enumerate(sizes):
+        with open(root / f"d{i % SMALL_DIRS}" / f"f{i}", "rb", buffering=0) as f:
+            if len(f.read(size + 1)) != size:
+                raise SystemExit(f"bench: wrong length for small file {i} under {root}")
+    return len(sizes) / listed, len(sizes) / (time.perf_counter() - start)
+
+
 def measure(system: System, chunk: bytes, count: int, offsets: list[int], warmup: list[int],
-            can_drop: bool) -> dict[str, float | None]:
+            can_drop: bool, sizes: list[int]) -> dict[str, float | None]:
     total = count * len(chunk)
     file = system.path / FILE_NAME
     t_write = seq_write(file, chunk, count)
@@ -228,12 +274,22 @@ def measure(system: System, chunk: bytes, count: int, offsets: list[int], warmup
     drop_caches()
     system.mount()
     ops = random_reads(file, chunk, offsets, warmup)
-    return {
+    results: dict[str, float | None] = {
         "write_MBps": total / t_write / 1e6,
         "cold_read_MBps": total / t_cold / 1e6 if t_cold else None,
         "warm_read_MBps": total / t_warm / 1e6,
         "random_4k_read_ops": ops,
     }
+    if sizes:
+        root = system.path / "small"
+        root.mkdir()
+        results["small_write_files_per_s"] = small_write(root, chunk, sizes)
+        system.unmount()
+        drop_caches()
+        system.mount()
+        results["small_list_entries_per_s"], results["small_read_files_per_s"] = small_list_and_read(root, sizes)
+        shutil.rmtree(root)
+    return results
 
 
 def best(runs: list[dict[str, float | None]]) -> dict[str, float | None]:
@@ -254,6 +310,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per measurement, best kept (default 1)")
     ap.add_argument("--ops", type=int, default=20000, help="timed 4 KiB random reads (default 20000)")
     ap.add_argument("--warmup", type=int, default=2000, help="untimed, checked random reads first (default 2000)")
+    ap.add_argument("--files", type=int, default=2000, help="small files to write, list and read (default 2000)")
     ap.add_argument("--dir", help="work folder (default: a temp folder under bench/, on the repo's disk)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
@@ -283,7 +340,8 @@ def main() -> int:
         for i in range(args.repeat):
             for system in systems:
                 start = time.perf_counter()
-                runs[system.name].append(measure(system, chunk, count, offsets, warmup, can_drop))
+                runs[system.name].append(measure(system, chunk, count, offsets, warmup, can_drop,
+                                                 small_file_sizes(args.files)))
                 print(f"  run {i + 1}/{args.repeat} {system.name}: {time.perf_counter() - start:.1f} s",
                       file=sys.stderr, flush=True)
                 (system.path / FILE_NAME).unlink()
@@ -301,6 +359,10 @@ def main() -> int:
     results = {name: best(r) for name, r in runs.items()}
     keys = [("write_MBps", "seq write + fsync", "MB/s"), ("cold_read_MBps", "seq read, cold", "MB/s"),
             ("warm_read_MBps", "seq read, warm", "MB/s"), ("random_4k_read_ops", "4 KiB random read", "ops/s")]
+    if args.files:
+        keys += [("small_write_files_per_s", "small files: write", "/s"),
+                 ("small_list_entries_per_s", "small files: ls -l", "/s"),
+                 ("small_read_files_per_s", "small files: read", "/s")]
     names = list(results)
     print(f"file size: {args.size_mib} MiB, best of {args.repeat}, {args.ops} random reads, {os.cpu_count()} CPUs")
     header = f"{'':24s}" + "".join(f"{n:>12s}" for n in names)
@@ -327,7 +389,8 @@ def main() -> int:
                       f"{'ok' if ratio >= TARGET else 'BELOW TARGET'}")
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "size_MiB": args.size_mib, "repeat": args.repeat, "ops": args.ops, "cold_cache": can_drop,
+            "size_MiB": args.size_mib, "repeat": args.repeat, "ops": args.ops, "files": args.files,
+            "cold_cache": can_drop,
             "results": results, "runs": runs, "ratios": ratios, "target_vs_gocryptfs": TARGET}, indent=2))
     return 0
 

@@ -172,8 +172,7 @@ class HostFile:
     def prefetch(self, offset: int, length: int) -> None:
         """Ask the kernel to start reading ``length`` bytes at ``offset`` into the page cache
         (``POSIX_FADV_WILLNEED``; returns without waiting). A hint: errors are ignored."""
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
+        host_prefetch(self.fd, offset, length)
 
     def fsync(self) -> None:
         os.fsync(self.fd)
@@ -250,6 +249,13 @@ def host_preadinto(fd: int, buf: memoryview, offset: int) -> int:
             break
         done += n
     return done
+
+
+def host_prefetch(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start reading a range into the page cache (``POSIX_FADV_WILLNEED``);
+    returns without waiting. A hint: errors are ignored."""
+    with contextlib.suppress(OSError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
 
 
 def host_pwrite(fd: int, data: bytes | bytearray | memoryview, offset: int) -> int:
