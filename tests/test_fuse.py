@@ -1046,3 +1046,18 @@ def test_listing_needs_no_lookup_per_file_and_ro_mount_no_flush(tmp_path: Path, 
     assert log.count("opcode: READDIRPLUS") >= 1
     assert log.count("opcode: LOOKUP") < 10, "a LOOKUP per listed file: READDIRPLUS attributes were dropped"
     assert log.count("opcode: FLUSH") <= 1  # the first close learns that a read-only mount has none
+
+
+def test_missing_names_are_cached_and_creating_one_shows_at_once(key: Path, dirs, mounter: Mounter) -> None:
+    """sqlite looks for its journal before every query: a name that doesn't exist is cached by
+    the kernel (one LOOKUP, not one per query), and creating it through the mount is seen at once."""
+    enc, mnt = dirs
+    m = mounter.pfs(key, enc, mnt, "--rw", "--debug")
+    for _ in range(50):
+        assert os_error(os.stat, mnt / "db-journal") == errno.ENOENT
+    (mnt / "db-journal").write_bytes(b"j")
+    assert os.stat(mnt / "db-journal").st_size == 1
+    os.unlink(mnt / "db-journal")
+    assert os_error(os.stat, mnt / "db-journal") == errno.ENOENT
+    m.unmount()
+    assert m.log().count("LOOKUP /db-journal") <= 3

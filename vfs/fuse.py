@@ -6,8 +6,8 @@ replaced by a rename) while open stays fully usable, ``fstat`` included: libfuse
 API names such a file by a path in its requests, so it "hides" it by renaming it to
 ``.fuse_hiddenNNNN``; the bridge turns that rename into a real unlink and answers for the hidden
 name from the open handles, so nothing is ever left in the user's folder, even after a crash.
-The kernel's page cache is used where that is safe: attributes and entries are cached for a
-second, file data is kept across opens (``kernel_cache``: only this daemon changes the files),
+The kernel's page cache is used where that is safe: attributes and entries (names that don't
+exist too) are cached for a second, file data is kept across opens (``kernel_cache``: only this daemon changes the files),
 and a writable mount enables the writeback cache, which batches small writes.
 """
 
@@ -123,7 +123,8 @@ class FuseBridge:
             config.nullpath_ok = 1
             config.attr_timeout = self.attr_timeout
             config.entry_timeout = self.attr_timeout
-            config.negative_timeout = 0.0
+            # names that don't exist are cached too (sqlite looks for its journal at every query)
+            config.negative_timeout = self.attr_timeout
         if conn is not None:
             conn.max_write = MAX_IO
             conn.max_readahead = min(conn.max_readahead or MAX_IO, MAX_IO)
