@@ -14,7 +14,9 @@ All three live in one temp folder under bench/ (same disk) and are measured in t
   random 4 KiB-aligned offsets (checked against the expected bytes), then --ops timed preads;
 - small files (--files, 0 to skip): write that many files of 1-16 KiB in 20 folders (open,
   write, close each), then on a freshly mounted file system with dropped caches list every folder
-  with the attributes of each entry (`ls -l`), then read every file (checking its length).
+  with the attributes of each entry (`ls -l`), then read every file (checking its length);
+- sqlite (Python's sqlite3, default rollback journal): 200 transactions of 50 inserts of
+  200-byte rows, then 2,000 point queries by primary key (transactions/s and queries/s).
 
 Every timing is the best of --repeat runs, with `sync` before it. The target: the pfs mount does at
 least 0.8 x gocryptfs on sequential write and on cold read.
@@ -30,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -257,6 +260,27 @@ def small_list_and_read(root: Path, sizes: list[int]) -> tuple[float, float]:
     return len(sizes) / listed, len(sizes) / (time.perf_counter() - start)
 
 
+def sqlite_work(root: Path) -> tuple[float, float]:
+    """(transactions/s, point queries/s) of a small sqlite database in ``root``."""
+    db = sqlite3.connect(root / "bench.db")
+    try:
+        db.execute("create table t(id integer primary key, v text)")
+        start = time.perf_counter()
+        for _ in range(200):
+            with db:
+                db.executemany("insert into t(v) values (?)", [("x" * 200,)] * 50)
+        tx = 200 / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for i in range(2000):
+            if db.execute("select v from t where id = ?", (i * 5 + 1,)).fetchone() is None:
+                raise SystemExit(f"bench: sqlite row {i * 5 + 1} missing under {root}")
+        return tx, 2000 / (time.perf_counter() - start)
+    finally:
+        db.close()
+        for name in ("bench.db", "bench.db-journal"):
+            (root / name).unlink(missing_ok=True)
+
+
 def measure(system: System, chunk: bytes, count: int, offsets: list[int], warmup: list[int],
             can_drop: bool, sizes: list[int]) -> dict[str, float | None]:
     total = count * len(chunk)
@@ -289,6 +313,7 @@ def measure(system: System, chunk: bytes, count: int, offsets: list[int], warmup
         system.mount()
         results["small_list_entries_per_s"], results["small_read_files_per_s"] = small_list_and_read(root, sizes)
         shutil.rmtree(root)
+    results["sqlite_tx_per_s"], results["sqlite_queries_per_s"] = sqlite_work(system.path)
     return results
 
 
@@ -363,6 +388,7 @@ def main() -> int:
         keys += [("small_write_files_per_s", "small files: write", "/s"),
                  ("small_list_entries_per_s", "small files: ls -l", "/s"),
                  ("small_read_files_per_s", "small files: read", "/s")]
+    keys += [("sqlite_tx_per_s", "sqlite transactions", "/s"), ("sqlite_queries_per_s", "sqlite queries", "/s")]
     names = list(results)
     print(f"file size: {args.size_mib} MiB, best of {args.repeat}, {args.ops} random reads, {os.cpu_count()} CPUs")
     header = f"{'':24s}" + "".join(f"{n:>12s}" for n in names)
