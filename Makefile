@@ -22,7 +22,7 @@ bench-vfs: setup
 	.venv/bin/python bench/bench_vfs.py
 
 bench-fuse: setup
-	.venv/bin/python bench/bench_fuse.py
+	.venv/bin/python bench/bench_fuse.py --repeat 3
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache .hypothesis
