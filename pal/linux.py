@@ -109,14 +109,7 @@ class HostFile:
 
     def readinto_at(self, offset: int, buf: memoryview) -> int:
         """Fill ``buf`` from ``offset``; return the number of bytes read (short only at EOF)."""
-        done = 0
-        total = len(buf)
-        while done < total:
-            n = os.preadv(self.fd, [buf[done:]], offset + done)
-            if n == 0:
-                break
-            done += n
-        return done
+        return host_preadinto(self.fd, buf, offset)
 
     def readv_at(self, offset: int, buffers: list[memoryview]) -> int:
         """Scatter-read into ``buffers`` from ``offset``; return the bytes read (short only at EOF)."""

@@ -7,8 +7,9 @@ API names such a file by a path in its requests, so it "hides" it by renaming it
 ``.fuse_hiddenNNNN``; the bridge turns that rename into a real unlink and answers for the hidden
 name from the open handles, so nothing is ever left in the user's folder, even after a crash.
 The kernel's page cache is used where that is safe: attributes and entries (names that don't
-exist too) are cached for a second, file data is kept across opens (``kernel_cache``: only this daemon changes the files),
-and a writable mount enables the writeback cache, which batches small writes.
+exist too) are cached for a second, file data is kept across opens (``kernel_cache``: only
+this daemon changes the files), and a writable mount enables the writeback cache, which
+batches small writes.
 """
 
 from __future__ import annotations
