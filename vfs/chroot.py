@@ -270,6 +270,11 @@ class HostInode(Inode):
     mtime_ns = property(lambda self: self._st.st_mtime_ns)
     ctime_ns = property(lambda self: self._st.st_ctime_ns)
 
+    @property
+    def cached_stat(self) -> Stat:
+        """The attributes as of the last host stat (without a new one)."""
+        return self._st
+
     def set_host_stat(self, s: os.stat_result) -> None:
         self._st = host_stat_to_stat(s, self.fs.dev)
 
