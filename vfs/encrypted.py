@@ -217,9 +217,8 @@ class EncryptedFs(ChrootFs):
 
     def prefetch_sizes(self, inodes: list[EncryptedInode]) -> None:
         """Ask the host to start reading the metadata and root MHT nodes of every closed file
-        whose plaintext size isn't known yet: a listing is usually followed by a stat of each
-        entry (``ls -l``), and the reads then overlap instead of costing a disk round trip each
-        (2,000 files, cold: 0.36 -> 0.13 s)."""
+        whose plaintext size isn't known yet, so that their reads overlap instead of costing a
+        disk round trip each (a stat of 2,000 files on a cold cache: 0.36 -> 0.13 s)."""
         for inode in inodes:
             if not inode.is_reg or inode.pf is not None:
                 continue
@@ -435,9 +434,11 @@ class EncryptedInode(HostInode):
         return super().lookup(name)
 
     def entries(self) -> Iterable[tuple[str, Inode]]:
-        out = [(name, inode) for name, inode in super().entries() if not self.fs.hidden(name)]
-        self.fs.prefetch_sizes([inode for _, inode in out if isinstance(inode, EncryptedInode)])
-        return out
+        return [(name, inode) for name, inode in super().entries() if not self.fs.hidden(name)]
+
+    def prefetch_stats(self, names: list[str]) -> None:
+        children = [self.lookup(name) for name in names if not self.fs.hidden(name)]
+        self.fs.prefetch_sizes([c for c in children if isinstance(c, EncryptedInode)])
 
     def create(self, name: str, mode: int, uid: int, gid: int) -> Inode:
         path = self._child_path(name)

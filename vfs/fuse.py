@@ -37,6 +37,7 @@ FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 FUSE_CAP_ASYNC_READ = 1 << 0
 FUSE_CAP_ATOMIC_O_TRUNC = 1 << 3
 FUSE_CAP_BIG_WRITES = 1 << 5
+PREFETCH_ENTRIES = 256  # READDIRPLUS: entries whose attributes are prefetched per chunk (~180 fit in one)
 FUSE_READDIR_PLUS = 1  # readdir flag: the kernel asks for attributes too
 FUSE_FILL_DIR_PLUS = 2  # filler flag: this entry's attributes are complete
 
@@ -302,6 +303,15 @@ class FuseBridge:
                 self._listings[fh] = entries
         return self._listings[fh]
 
+    def prefetch_entries(self, fh: int, entries: list[tuple[str, int, int]]) -> None:
+        """Tell the folder's file system that these entries' attributes are wanted next."""
+        loc = self._dirs.get(fh)
+        if loc is not None:
+            try:
+                loc.inode.prefetch_stats([name for name, _, _ in entries if name not in (".", "..")])
+            except OSError as exc:  # only a hint
+                log.debug("prefetching attributes in %s: %s", loc.path, exc)
+
     def entry_stat(self, path: str | None, fh: int, name: str) -> Stat | None:
         """Full attributes of entry ``name`` of folder ``fh`` (READDIRPLUS: then ``ls -l`` needs
         no LOOKUP per file); None for ``.``, ``..`` and an entry that vanished meanwhile."""
@@ -530,6 +540,8 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             name = None if path is None else path.decode(self.encoding, self.errors)
             fh = fip.contents.fh
             entries = bridge.listing(name, fh, offset)
+            if flags & FUSE_READDIR_PLUS:
+                bridge.prefetch_entries(fh, entries[offset:offset + PREFETCH_ENTRIES])
             for index in range(offset, len(entries)):
                 entry, ino, dtype = entries[index]
                 st = mfusepy.c_stat()

@@ -232,6 +232,10 @@ class Inode:
         """(name, inode) of every child, without ``.`` and ``..``."""
         raise err(errno.ENOTDIR)
 
+    def prefetch_stats(self, names: list[str]) -> None:
+        """A hint: the attributes of these entries will be asked for soon (a listing with
+        attributes). File systems whose stat needs slow reads may start them now."""
+
     def create(self, name: str, mode: int, uid: int, gid: int) -> Inode:
         """A new regular file (``mode`` holds permission bits only)."""
         raise err(errno.EPERM)
