@@ -379,3 +379,22 @@ def test_attribute_changes_on_a_replaced_open_file_stay_on_it(work: Path) -> Non
     assert os.stat(work / "enc" / "b").st_mtime_ns != 10**18
     old_b.decref()
     assert get(vfs, ctx, "/secret/b") == b"A"
+
+
+def test_prefetch_stats_is_a_harmless_hint(work: Path) -> None:
+    """Names that are missing, folders, open files, non-protected files and journals are skipped;
+    the stats that follow are the same as without the hint."""
+    vfs, ctx, _ = make_vfs()
+    put(vfs, ctx, "/secret/a", b"A" * 5000)
+    vfs.mkdir(ctx, "/secret/d", 0o755)
+    (work / "enc" / "plain.txt").write_bytes(b"not encrypted")
+    (work / "enc" / "a.gramine.recovery").write_bytes(b"")  # a journal: hidden by the mount
+    f = vfs.open(ctx, "/secret/a", os.O_RDONLY)
+    before = {name: vfs.stat(ctx, f"/secret/{name}") for name in ("a", "d", "plain.txt")}
+    folder = vfs.lookup(ctx, "/secret").inode
+    folder.prefetch_stats(["a", "d", "plain.txt", "missing", "a.gramine.recovery"])
+    f.decref()
+    folder.prefetch_stats(["a", "d", "plain.txt", "missing"])
+    after = {name: vfs.stat(ctx, f"/secret/{name}") for name in ("a", "d", "plain.txt")}
+    assert after == before
+    assert after["a"].st_size == 5000
