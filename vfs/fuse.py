@@ -37,9 +37,9 @@ FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 FUSE_CAP_ASYNC_READ = 1 << 0
 FUSE_CAP_ATOMIC_O_TRUNC = 1 << 3
 FUSE_CAP_BIG_WRITES = 1 << 5
-PREFETCH_ENTRIES = 256  # READDIRPLUS: entries whose attributes are prefetched per chunk (~180 fit in one)
 FUSE_READDIR_PLUS = 1  # readdir flag: the kernel asks for attributes too
 FUSE_FILL_DIR_PLUS = 2  # filler flag: this entry's attributes are complete
+PREFETCH_ENTRIES = 256  # READDIRPLUS: entries whose attributes are prefetched per chunk (~180 fit in one)
 
 
 def load_mfusepy():
