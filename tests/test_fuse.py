@@ -1061,3 +1061,20 @@ def test_missing_names_are_cached_and_creating_one_shows_at_once(key: Path, dirs
     assert os_error(os.stat, mnt / "db-journal") == errno.ENOENT
     m.unmount()
     assert m.log().count("LOOKUP /db-journal") <= 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the read-ahead setting is root's to change")
+def test_raise_read_ahead_leaves_a_folder_that_is_not_a_mount_alone(tmp_path: Path) -> None:
+    """A daemon that checks too late (its mount already gone) must not set the host disk's."""
+    from vfs.fuse import raise_read_ahead
+
+    dev = os.stat(tmp_path).st_dev
+    setting = Path(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb")
+    if not setting.exists():
+        pytest.skip(f"no read-ahead setting for the disk of {tmp_path}")
+    before = setting.read_text()
+    try:
+        raise_read_ahead(str(tmp_path), kb=int(before) + 4)
+        assert setting.read_text() == before
+    finally:
+        setting.write_text(before)
