@@ -1078,3 +1078,23 @@ def test_raise_read_ahead_leaves_a_folder_that_is_not_a_mount_alone(tmp_path: Pa
         assert setting.read_text() == before
     finally:
         setting.write_text(before)
+
+
+def test_unlinked_open_file_reopens_through_proc_fd(rw_mount) -> None:
+    """``cp /proc/PID/fd/N saved`` recovers a removed file that a process still holds open."""
+    enc, mnt, _ = rw_mount
+    data = os.urandom(30000)
+    (mnt / "gone").write_bytes(data)
+    fd = os.open(mnt / "gone", os.O_RDWR)
+    try:
+        os.unlink(mnt / "gone")
+        with open(f"/proc/self/fd/{fd}", "rb") as again:
+            assert again.read() == data
+        with open(f"/proc/self/fd/{fd}", "r+b") as again:
+            again.write(b"NEW")
+        assert os.pread(fd, 5, 0) == b"NEW" + data[3:5]
+        shutil.copy(f"/proc/self/fd/{fd}", mnt / "saved")
+    finally:
+        os.close(fd)
+    assert (mnt / "saved").read_bytes() == b"NEW" + data[3:]
+    assert sorted(os.listdir(mnt)) == ["saved"] and sorted(os.listdir(enc)) == ["saved"]

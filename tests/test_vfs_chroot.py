@@ -430,3 +430,41 @@ def test_attribute_changes_on_an_unlinked_or_replaced_open_file_stay_on_it(host:
     os.unlink(host / "c")
     with pytest.raises(FileNotFoundError):
         inode.chmod(0o600)  # gone, and no descriptor left to reach it by
+
+
+def test_reopen_of_an_unlinked_or_replaced_file_opens_the_same_object(host: Path) -> None:
+    """What opening /proc/self/fd/N does on Linux: the object the descriptor is open on."""
+    vfs, ctx, _ = make_vfs(host)
+    (host / "f").write_bytes(b"old")
+    f = vfs.open(ctx, "/host/f", os.O_RDWR)
+    (host / "g").write_bytes(b"new")
+    vfs.rename(ctx, "/host/g", "/host/f")  # f now names another file
+    again = vfs.reopen(ctx, f, os.O_RDWR)
+    assert again.pread(10, 0) == b"old"
+    again.pwrite(b"OLD", 0)
+    assert f.pread(10, 0) == b"OLD" and (host / "f").read_bytes() == b"new"
+    vfs.unlink(ctx, "/host/f")
+    third = vfs.reopen(ctx, again, os.O_RDONLY)
+    assert third.pread(10, 0) == b"OLD"
+    for g in (f, again, third):
+        g.decref()
+    assert os.listdir(host) == []
+
+
+def test_reopen_checks_permissions_and_refuses_pipes(host: Path) -> None:
+    vfs, ctx, _ = make_vfs(host)
+    (host / "ro").write_bytes(b"r")
+    os.chmod(host / "ro", 0o444)
+    user = vfs.context(uid=1000, gid=1000)
+    f = vfs.open(user, "/host/ro", os.O_RDONLY)
+    vfs.unlink(ctx, "/host/ro")
+    with pytest.raises(PermissionError):
+        vfs.reopen(user, f, os.O_RDWR)
+    assert vfs.reopen(user, f, os.O_RDONLY).pread(5, 0) == b"r"
+    f.decref()
+    vfs.mknod(ctx, "/host/fifo", 0o10644)
+    reader = vfs.open(ctx, "/host/fifo", os.O_RDONLY | os.O_NONBLOCK)
+    with pytest.raises(OSError) as exc:
+        vfs.reopen(ctx, reader, os.O_RDONLY)
+    assert exc.value.errno == errno.ENXIO
+    reader.decref()

@@ -361,12 +361,9 @@ class HostInode(Inode):
             self.fs.check_access(self.path)
         if acc != os.O_RDONLY or flags & os.O_TRUNC:
             self.fs.check_writable(self.path)
-        fd = pal.host_open(self.path, acc | os.O_NOFOLLOW | (flags & (os.O_SYNC | os.O_DSYNC)))
+        fd = self._open_host(acc | (flags & (os.O_SYNC | os.O_DSYNC)))
         try:
-            s = pal.host_fstat(fd)
-            if (s.st_dev, s.st_ino) != self.key:
-                raise err(errno.ESTALE, self.path)  # the host path now names another object
-            self.set_host_stat(s)
+            self.set_host_stat(pal.host_fstat(fd))
             if trusted:
                 size, chunks = self.fs.verified_chunks(self.path, fd, expected)
                 handle: HostHandle = TrustedHandle(self, fd, size, chunks)
@@ -377,6 +374,29 @@ class HostInode(Inode):
             raise
         self.handles.add(handle)
         return handle
+
+    def _open_host(self, mode: int) -> int:
+        """A new host descriptor on this object: by its path, or, once the path no longer names
+        it (unlinked, or replaced by another object), through a descriptor still open on it
+        (``/proc/self/fd/N``, as Linux lets a process reopen a removed file)."""
+        try:
+            fd: int | None = pal.host_open(self.path, mode | os.O_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            fd = None
+        if fd is not None:
+            try:
+                s = pal.host_fstat(fd)
+            except BaseException:
+                pal.host_close(fd)
+                raise
+            if (s.st_dev, s.st_ino) == self.key:
+                return fd
+            pal.host_close(fd)
+        held = self.host_fd()
+        if held is None:
+            # the host path now names another object, or nothing
+            raise err(errno.ESTALE if fd is not None else errno.ENOENT, self.path)
+        return pal.host_open(f"/proc/self/fd/{held}", mode)
 
     def truncate(self, size: int) -> None:
         self.fs.check_writable(self.path)

@@ -381,6 +381,9 @@ class FuseBridge:
     def open(self, path: str, flags: int) -> int:
         if flags & 3 != os.O_RDONLY or flags & os.O_TRUNC:
             self._check_write()
+        hidden = self._hidden_file(path)
+        if hidden is not None:  # an unlinked file opened again (through /proc/PID/fd/N)
+            return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags)))
         return self._add(self.vfs.open(self.ctx, path, self._open_flags(flags)))
 
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:

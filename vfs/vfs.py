@@ -465,7 +465,6 @@ class VFS:
             raise err(errno.EOPNOTSUPP, path)
         if flags & os.O_CREAT and flags & O_DIRECTORY and not flags & O_PATH:
             raise err(errno.EINVAL, path)  # Linux >= 6.4
-        acc = flags & O_ACCMODE
         if flags & O_PATH:
             flags &= O_PATH | O_DIRECTORY | O_NOFOLLOW | os.O_CLOEXEC
             loc = self.lookup(ctx, path, follow=not flags & O_NOFOLLOW)
@@ -518,6 +517,20 @@ class VFS:
             loc = self.lookup(ctx, path, follow=not flags & O_NOFOLLOW)
             if loc.inode.is_symlink:
                 raise err(errno.ENOTDIR if flags & O_DIRECTORY else errno.ELOOP, path)
+        return self._open_at(ctx, loc, flags, path, created=created)
+
+    def reopen(self, ctx: Context, file: OpenFile, flags: int) -> OpenFile:
+        """A new open description of the object ``file`` is open on, even if it has no name
+        any more (what opening ``/proc/self/fd/N`` does on Linux; the FUSE bridge's way to
+        reopen an unlinked file). Pipes and FIFOs are refused (ENXIO); O_CREAT and O_EXCL
+        don't apply."""
+        if file.pipe is not None or file.handle is None:
+            raise err(errno.ENXIO, file.path)
+        return self._open_at(ctx, file.location, flags & ~(os.O_CREAT | os.O_EXCL), file.path)
+
+    def _open_at(self, ctx: Context, loc: Location, flags: int, path: str, *, created: bool = False) -> OpenFile:
+        """The checks and the open of ``open(2)`` once ``path`` is resolved to ``loc``."""
+        acc = flags & O_ACCMODE
         inode = loc.inode
         if flags & O_DIRECTORY and not inode.is_dir:
             raise err(errno.ENOTDIR, path)
