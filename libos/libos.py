@@ -238,7 +238,8 @@ class _ProcView:
             fds={fd: f.path for fd, f in proc.fds.items()}, uid=proc.ctx.uid, gid=proc.ctx.gid,
             umask=proc.ctx.umask, state="R", threads=1, start_time_ns=proc.start_time_ns,
             environ=dict(proc.env),
-            fdinfo={fd: (f.offset, f.flags | O_LARGEFILE) for fd, f in proc.fds.items()})
+            fdinfo={fd: (f.offset, f.flags | O_LARGEFILE) for fd, f in proc.fds.items()},
+            files=dict(proc.fds.items()))
 
     def mount_lines(self) -> list[tuple[str, str, str, str, int]]:
         lines = []

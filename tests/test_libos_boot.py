@@ -131,3 +131,32 @@ def test_bad_manifest_is_refused_at_boot(tmp_path: Path, text: str, key: str) ->
         LibOS.boot(tmp_path / "bad.toml")
     assert e.value.key is not None and e.value.key.startswith(key)
     assert key in str(e.value)
+
+
+def test_proc_fd_links_reach_the_open_file_itself(app: Path) -> None:
+    """/proc/self/fd/N are magic links, as on Linux: an unlinked or renamed file and a pipe are
+    reached through them, while readlink still gives the path text."""
+    lo = LibOS.boot(app / "app.manifest.toml")
+    p = lo.process()
+    for where in ("/app/logs", "/tmp", "/data"):
+        fd = p.open(f"{where}/f", os.O_RDWR | os.O_CREAT, 0o644)
+        p.write(fd, b"first version")
+        p.unlink(f"{where}/f")
+        assert p.readlink(f"/proc/self/fd/{fd}") == f"{where}/f"
+        assert p.stat(f"/proc/self/fd/{fd}").st_size == 13
+        again = p.open(f"/proc/self/fd/{fd}", os.O_RDWR)
+        assert p.read(again, 100) == b"first version"
+        p.write(again, b"!")
+        assert p.fstat(fd).st_size == 14
+        p.close(again)
+        p.close(fd)
+        with pytest.raises(FileNotFoundError):
+            p.stat(f"{where}/f")
+    assert os.listdir(app / "app" / "logs") == [] and os.listdir(app / "enc") == []
+    r, w = p.pipe2()
+    w2 = p.open(f"/proc/self/fd/{w}", os.O_WRONLY)
+    p.write(w2, b"via the link")
+    assert p.read(r, 100) == b"via the link"
+    for fd in (r, w, w2):
+        p.close(fd)
+    lo.shutdown()

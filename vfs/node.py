@@ -15,7 +15,7 @@ import os
 import stat as st
 import threading
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pal import time_ns
 
@@ -221,6 +221,11 @@ class Inode:
 
     def readlink(self) -> str:
         raise err(errno.EINVAL)
+
+    def magic_target(self) -> Any:
+        """For a "magic" link (``/proc/PID/fd/N``): the open file description it stands for,
+        which following the link reaches directly, even when unlinked or renamed; else None."""
+        return None
 
     # ------------------------------------------------------------------ directories
 

@@ -28,9 +28,9 @@ Behaviour, matched against Linux (root and non-root):
   new name) gives ENOENT, removing them (``unlink``, ``rmdir``) and renaming onto an existing one
   give EPERM, ``chmod`` of a per-process entry gives EPERM: all as Linux.
 - Inode numbers are stable per (pid, name): ``((pid + 1) << 32) | (kind << 24) | n``.
-- ``/proc/PID/fd/N`` is an ordinary symlink here: following it walks the path text (Linux's
-  "magic links" reach the open file itself, even when unlinked or renamed; ``pipe:[INO]`` targets
-  don't resolve).
+- ``/proc/PID/fd/N`` are "magic" links, as on Linux: following one reaches the open file itself
+  (even unlinked or renamed, or a pipe), when the process info carries its open descriptions
+  (``ProcessInfo.files``); otherwise it is an ordinary symlink to the path text.
 - ``maps`` is empty (there is no address space to describe); ``thread-self`` and ``task/`` are not
   provided.
 """
@@ -43,7 +43,7 @@ import stat as st
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import pal
 
@@ -76,6 +76,7 @@ class ProcessInfo:
     start_time_ns: int
     environ: dict[str, str]
     fdinfo: dict[int, tuple[int, int]] = field(default_factory=dict)
+    files: dict[int, Any] = field(default_factory=dict)  # fd -> its open description (magic links)
     groups: tuple[int, ...] = ()
     pgid: int = 0  # 0: same as pid
     sid: int = 0  # 0: same as pgid
@@ -344,11 +345,15 @@ class ProcLink(Inode):
     """A symlink whose target is computed when it is read."""
 
     def __init__(self, fs: ProcFs, ino: int, target: Callable[[], str], *, perm: int = 0o777, uid: int = 0,
-                 gid: int = 0, size: int = 0, per_process: bool = False):
+                 gid: int = 0, size: int = 0, per_process: bool = False, magic: Callable[[], Any] | None = None):
         super().__init__(fs, st.S_IFLNK | perm, uid=uid, gid=gid, ino=ino)
         self.target = target
         self._size = size
         self.per_process = per_process
+        self._magic = magic
+
+    def magic_target(self) -> Any:
+        return self._magic() if self._magic is not None else None
 
     def size(self) -> int:
         return self._size
@@ -517,7 +522,14 @@ class ProcFdDir(_NoNames, Inode):
             except (KeyError, ProcessLookupError):
                 raise err(errno.ENOENT) from None
 
-        return ProcLink(fs, _ino(pid, _KIND_FD, fd), target, perm=perm, size=64, per_process=True, **owner)
+        def magic() -> Any:
+            try:
+                return self.piddir.info().files.get(fd)
+            except ProcessLookupError:
+                return None
+
+        return ProcLink(fs, _ino(pid, _KIND_FD, fd), target, perm=perm, size=64, per_process=True, magic=magic,
+                        **owner)
 
     def lookup(self, name: str) -> Inode | None:
         if not (name.isdigit() and name.isascii() and str(int(name)) == name):

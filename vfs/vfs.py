@@ -169,6 +169,12 @@ class VFS:
         walk.links += 1
         if walk.links > MAXSYMLINKS:
             raise err(errno.ELOOP, path)
+        file = loc.inode.magic_target()
+        if file is not None:  # /proc/PID/fd/N: the open file itself, whatever its name now
+            walk.cur = file.location
+            if want_dir and not walk.cur.inode.is_dir:
+                raise err(errno.ENOTDIR, path)
+            return
         target = loc.inode.readlink()
         if not target:
             raise err(errno.ENOENT, path)
@@ -522,10 +528,7 @@ class VFS:
     def reopen(self, ctx: Context, file: OpenFile, flags: int) -> OpenFile:
         """A new open description of the object ``file`` is open on, even if it has no name
         any more (what opening ``/proc/self/fd/N`` does on Linux; the FUSE bridge's way to
-        reopen an unlinked file). Pipes and FIFOs are refused (ENXIO); O_CREAT and O_EXCL
-        don't apply."""
-        if file.pipe is not None or file.handle is None:
-            raise err(errno.ENXIO, file.path)
+        reopen an unlinked file). O_CREAT and O_EXCL don't apply."""
         return self._open_at(ctx, file.location, flags & ~(os.O_CREAT | os.O_EXCL), file.path)
 
     def _open_at(self, ctx: Context, loc: Location, flags: int, path: str, *, created: bool = False) -> OpenFile:
