@@ -9,9 +9,10 @@ as the random-access path.
 MHT nodes are visited depth-first (pre-order to decrypt, post-order to encrypt), so only the
 path from the root to the current node is held in memory, whatever the file size.
 
-With ``jobs > 1`` the data groups are handed, in batches, to forked worker processes that
-read and write the files themselves with ``pread``/``pwrite``; only group numbers and the
-32-byte key/tag entries (through a shared memory map) cross between processes. MHT and
+With ``jobs > 1`` the data groups are handed, in batches, to forked worker processes
+(:mod:`pfs.forkpool`) that read and write the files themselves with ``pread``/``pwrite``; only
+group numbers and the 32-byte key/tag entries (through a shared memory map) cross between
+processes. MHT and
 metadata nodes stay in the parent.
 """
 
@@ -30,6 +31,7 @@ from pal import HostFile, random_bytes
 
 from .crypto import derive_metadata_key, new_nonce, seal
 from .errors import CorruptedNodeError, TruncatedFileError
+from .forkpool import ForkPool
 from .layout import (
     CHILD_ENTRIES_OFFSET,
     CHILD_MHT_ENTRIES,
@@ -271,6 +273,9 @@ def _worker_decrypt(task: tuple[int, list[int]]) -> list[int]:
     return results
 
 
+_WORKER_FUNCS = (_worker_encrypt, _worker_decrypt)
+
+
 class _Workers:
     """A pool of forked processes that share ``src``/``dst`` descriptors and an entries map."""
 
@@ -280,24 +285,21 @@ class _Workers:
         _worker_state.update(src=src, dst=dst, size=size, shm=self.shm, inbuf=NodeBuffer(in_stride),
                              out_stride=out_stride)
         try:
-            import multiprocessing  # only --jobs pays for it
-
-            self.pool = multiprocessing.get_context("fork").Pool(jobs)
+            self.pool = ForkPool(jobs, _WORKER_FUNCS)
         finally:
             _worker_state.clear()
         self.jobs = jobs
 
-    def submit(self, func: Callable[[tuple[int, list[int]]], list[int]], groups: list[int], base: int):
+    def submit(self, func: Callable[[tuple[int, list[int]]], list[int]], groups: list[int], base: int) -> list[int]:
         """Start ``func`` over one batch of ``groups`` (slots from ``base``), in runs of consecutive
         slots; return a handle for :meth:`collect`."""
         run = max(1, -(-len(groups) // (self.jobs * 4)))
         tasks = [(base + first, groups[first:first + run]) for first in range(0, len(groups), run)]
-        return self.pool.map_async(func, tasks, chunksize=1)
+        return self.pool.submit(_WORKER_FUNCS.index(func), tasks)
 
-    @staticmethod
-    def collect(handle) -> list[int]:
+    def collect(self, handle: list[int]) -> list[int]:
         """Wait for a batch; its results, flattened."""
-        return [r for results in handle.get() for r in results]
+        return self.pool.collect(handle)
 
     def batches(self, nmht: int) -> Iterator[tuple[int, list[int]]]:
         """(first slot, groups) of each batch in depth-first order, alternating halves of the map."""
@@ -311,8 +313,7 @@ class _Workers:
         self.shm[slot * ENTRIES_BYTES:(slot + 1) * ENTRIES_BYTES] = entries
 
     def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        self.pool.close(kill=True)  # every batch was collected, or the run failed: nothing to wait for
         self.shm.close()
 
 
