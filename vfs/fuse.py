@@ -447,10 +447,12 @@ class FuseBridge:
 READ_AHEAD_KB = 4096  # the kernel's read-ahead for the mount: bigger requests, fewer round trips
 
 
-def fuse_device(mountpoint: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+def fuse_device(mountpoint: str, mountinfo: str = "/proc/self/mountinfo", *, resolve: bool = True) -> str | None:
     """``major:minor`` of the FUSE file system mounted at ``mountpoint``, or None when the top
-    mount there is not FUSE (or nothing is mounted there)."""
-    target = os.path.realpath(mountpoint)
+    mount there is not FUSE (or nothing is mounted there). ``resolve=False``: ``mountpoint`` is
+    already a real path, and nothing on it is touched (no path lookup that could hold the mount
+    busy while someone unmounts it)."""
+    target = os.path.realpath(mountpoint) if resolve else mountpoint
     found = None
     try:
         with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
@@ -471,26 +473,28 @@ def _unescape_mount_field(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def raise_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB) -> None:
+def raise_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB, *, resolve: bool = True) -> None:
     """Set the kernel's read-ahead of the FUSE file system mounted at ``mountpoint``. The kernel
     gives FUSE mounts 128 KiB, which makes a sequential read one small request after another
     (4 MiB measured 2.2x faster on cold reads here). Needs root; otherwise the default stays.
     Only a FUSE mount's setting is touched, never the disk's under a folder that isn't (or is no
     longer) mounted."""
-    dev = fuse_device(mountpoint)
+    dev = fuse_device(mountpoint, resolve=resolve)
     if dev is None:
         return
     with contextlib.suppress(OSError), open(f"/sys/class/bdi/{dev}/read_ahead_kb", "w") as f:
         f.write(str(kb))
 
 
-def _raise_read_ahead_when_mounted(mountpoint: str, timeout: float = 10.0) -> None:
+def _raise_read_ahead_when_mounted(real_mountpoint: str, timeout: float = 10.0) -> None:
+    """Watch the mount table (never the mount point itself: a stat of it while the user unmounts
+    would make the unmount fail with EBUSY) and raise the read-ahead once the mount is there."""
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if os.path.ismount(mountpoint):
-            raise_read_ahead(mountpoint)
+        if fuse_device(real_mountpoint, resolve=False) is not None:
+            raise_read_ahead(real_mountpoint, resolve=False)
             return
         time.sleep(0.02)
 
@@ -579,6 +583,6 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         def utimens_fuse_3(self, path, buf, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).utimens_fuse_3(path, buf, fip))
 
-    threading.Thread(target=_raise_read_ahead_when_mounted, args=(mountpoint,), daemon=True).start()
+    threading.Thread(target=_raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),), daemon=True).start()
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
     Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
