@@ -62,15 +62,26 @@ class ForkPool:
     # ------------------------------------------------------------------ parent
 
     def submit(self, func: int, tasks: list[Task]) -> list[int]:
-        """Queue ``tasks`` for function ``func``; return the handle :meth:`collect` takes."""
+        """Queue ``tasks`` for function ``func``; return the handle :meth:`collect` takes.
+
+        Results are taken in while the task pipe is full: workers blocked on a full result pipe
+        and a parent blocked on a full task pipe would wait for each other forever."""
+        if any(len(groups) > MAX_RUN for _, groups in tasks):
+            raise ValueError(f"at most {MAX_RUN} groups per task")
         ids = []
         for first, groups in tasks:
-            if len(groups) > MAX_RUN:
-                raise ValueError(f"at most {MAX_RUN} groups per task")
             task_id = self._next_id
             self._next_id += 1
             msg = _TASK.pack(task_id, func, first, len(groups)) + array("I", groups).tobytes()
-            os.write(self._tasks_w, msg.ljust(TASK_SIZE, b"\0"))
+            while True:
+                readable, writable, _ = select.select([self._results_r], [self._tasks_w], [], 1.0)
+                if writable:  # room for at least PIPE_BUF bytes: the message goes in whole
+                    os.write(self._tasks_w, msg.ljust(TASK_SIZE, b"\0"))
+                    break
+                if readable:
+                    self._receive()
+                else:
+                    self._check_alive()
             ids.append(task_id)
         return ids
 

@@ -81,3 +81,24 @@ def test_a_dead_worker_is_reported_not_waited_for() -> None:
     finally:
         pool.close(kill=True)
     assert pool.pids == []
+
+
+def test_more_tasks_than_the_pipes_hold_do_not_deadlock() -> None:
+    """Hundreds of tasks at once: the parent must take results in while it queues tasks."""
+    import signal
+
+    def timeout(signum, frame):
+        raise TimeoutError("the pool deadlocked")
+
+    old = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(60)
+    pool = ForkPool(8, FUNCS)
+    try:
+        tasks = [(i, list(range(200))) for i in range(400)]  # ~400 KiB of tasks, ~650 KiB of results
+        out = pool.collect(pool.submit(0, tasks))
+        assert len(out) == 400 * 202
+        assert out[::202] == list(range(400))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+        pool.close(kill=True)
