@@ -131,7 +131,8 @@ class ForkPool:
             if kill:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            with contextlib.suppress(ChildProcessError):  # reaped already
+                os.waitpid(pid, 0)
         self.pids = []
         if self._results_r >= 0:
             os.close(self._results_r)
