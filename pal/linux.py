@@ -97,15 +97,7 @@ class HostFile:
 
     def read_at(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset`` (fewer only at end of file)."""
-        chunks = []
-        while size > 0:
-            chunk = os.pread(self.fd, size, offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            offset += len(chunk)
-            size -= len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return host_pread(self.fd, size, offset)
 
     def readinto_at(self, offset: int, buf: memoryview) -> int:
         """Fill ``buf`` from ``offset``; return the number of bytes read (short only at EOF)."""

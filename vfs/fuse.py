@@ -288,17 +288,19 @@ class FuseBridge:
     def readdir(self, path: str | None, fh: int) -> list[tuple[str, dict[str, int], int]]:
         """The whole listing at once (offset 0 everywhere; used when the kernel isn't served
         through :meth:`listing`, e.g. under libfuse 2)."""
-        loc = self._dirs.get(fh)
-        entries = self.vfs.dir_listing(loc) if loc is not None else self.vfs.listdir(self.ctx, path or "/")
         # with use_ino the kernel takes d_ino from here: an entry with ino 0 is skipped by readdir(3)
-        return [(name, {"st_ino": ino, "st_mode": dtype << 12}, 0) for name, ino, dtype in entries]
+        return [(name, {"st_ino": ino, "st_mode": dtype << 12}, 0) for name, ino, dtype in self._entries(path, fh)]
+
+    def _entries(self, path: str | None, fh: int) -> list[tuple[str, int, int]]:
+        """``(name, ino, d_type)`` of the folder open as ``fh`` (or at ``path``), read now."""
+        loc = self._dirs.get(fh)
+        return self.vfs.dir_listing(loc) if loc is not None else self.vfs.listdir(self.ctx, path or "/")
 
     def listing(self, path: str | None, fh: int, offset: int) -> list[tuple[str, int, int]]:
         """``(name, ino, d_type)`` of a folder open as ``fh``: read anew when a listing starts
         (offset 0) and kept for the later chunks, so offsets stay stable within one pass."""
         if offset == 0 or fh not in self._listings:
-            loc = self._dirs.get(fh)
-            entries = self.vfs.dir_listing(loc) if loc is not None else self.vfs.listdir(self.ctx, path or "/")
+            entries = self._entries(path, fh)
             with self._lock:
                 self._listings[fh] = entries
         return self._listings[fh]
