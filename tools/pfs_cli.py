@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from pal import HostFile
-from pfs.errors import CorruptedNodeError, PfsError, WrongKeyError
+from pfs.errors import CorruptedNodeError
 from pfs.inspect import read_full_info, read_header_info
-from pfs.keys import generate_key_file, load_key
+from pfs.keys import generate_key_file
 from pfs.paths import bound_path_for, normalize_bound_path
 from pfs.protected_file import ProtectedFile
 from pfs.storage import BorrowedStorage
@@ -49,126 +47,27 @@ from .cli_support import (
     run_file_jobs,
     walk_files,
 )
+from .pfs_command import (
+    PfsCommand,
+    PfsGroup,
+    Settings,
+    _load_key,
+    _positive_jobs,
+    _print_failure,
+    _report_failures,
+    _settings,
+    bind_prefix_check_option,
+    debug_option,
+    force_option,
+    jobs_option,
+    no_fsync_option,
+    quiet_option,
+    verbose_option,
+    wrap_key_option,
+)
+from .pfs_mount_cli import mount, umount
 
 REKEY_CHUNK = 1 << 20
-
-
-# ---------------------------------------------------------------------- error handling
-
-def _wants_debug(args: Sequence[str]) -> bool:
-    args = list(args)
-    if "--" in args:
-        args = args[:args.index("--")]
-    return "--debug" in args
-
-
-def _invoke(main: Callable[..., Any], args: Sequence[str] | None, prog_name: str | None,
-            extra: dict[str, Any]) -> int:
-    """Run a click ``main`` and turn every error into one line on stderr and an exit status."""
-    argv = list(sys.argv[1:] if args is None else args)
-    debug = _wants_debug(argv)
-    try:
-        rv = main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
-    except click.exceptions.Abort:
-        echo_error("interrupted")
-        return 130
-    except KeyboardInterrupt:
-        echo_error("interrupted")
-        return 130
-    except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc), err=True)
-        return 2
-    except click.UsageError as exc:
-        if debug:
-            traceback.print_exc()
-        where = exc.ctx.command_path if exc.ctx is not None else (prog_name or "pfs")
-        echo_error(f"{exc.format_message()} (see '{where} --help')")
-        return 2
-    except click.ClickException as exc:
-        echo_error(exc.format_message())
-        return exc.exit_code
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        echo_error(describe_error(exc))
-        return exc.code if isinstance(exc, CliError) else 1
-    return rv if isinstance(rv, int) else 0
-
-
-class _ErrorHandlingMixin:
-    """``main`` that reports errors as one line (also under ``click.testing.CliRunner``)."""
-
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
-        code = _invoke(super().main, args, prog_name, extra)  # type: ignore[misc]
-        if standalone_mode:
-            sys.exit(code)
-        return code
-
-
-class PfsGroup(_ErrorHandlingMixin, click.Group):
-    """The ``pfs`` command group."""
-
-
-class PfsCommand(_ErrorHandlingMixin, click.Command):
-    """A ``pfs`` subcommand (runnable on its own, as ``pfs-encrypt`` is)."""
-
-
-@dataclass
-class Settings:
-    """Options shared by every subcommand."""
-
-    debug: bool = False
-
-
-def _settings(ctx: click.Context, debug: bool) -> Settings:
-    settings = ctx.find_object(Settings) or ctx.ensure_object(Settings)
-    settings.debug = settings.debug or debug
-    return settings
-
-
-def _load_key(path: str, what: str = "wrap key") -> bytes:
-    """The key in file ``path``; a key-file problem is a usage error (exit status 2)."""
-    try:
-        return load_key(path, what=what)
-    except PfsError as exc:
-        raise CliError(describe_error(exc), code=2) from None
-
-
-def _positive_jobs(jobs: int) -> int:
-    if jobs < 1:
-        raise UsageProblem("--jobs must be at least 1")
-    return jobs
-
-
-def _report_failures(results: list[FileResult], settings: Settings, verb: str) -> int:
-    """Print the summary line of a multi-file run; return the exit status."""
-    failed = [r for r in results if not r.ok]
-    if failed and len(results) > 1:
-        echo_error(f"{len(failed)} of {len(results)} files failed to {verb}")
-    return 1 if failed else 0
-
-
-def _print_failure(result: FileResult, settings: Settings) -> None:
-    if settings.debug and result.trace:
-        click.echo(result.trace.rstrip(), err=True)
-    echo_error(result.message)
-
-
-debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress bar).")
-verbose_option = click.option("-v", "--verbose", is_flag=True, help="Print more details.")
-jobs_option = click.option("--jobs", "-j", type=int, default=1, show_default=True,
-                           help="Worker processes: over the files of a tree, or for one large file.")
-force_option = click.option("--force", is_flag=True, help="Replace existing output files.")
-no_fsync_option = click.option(
-    "--no-fsync", "no_fsync", is_flag=True,
-    help="Don't fsync outputs before renaming them into place (faster; a power cut soon after may lose them).")
-bind_prefix_check_option = click.option(
-    "--bind-prefix", metavar="PREFIX",
-    help="Check that each file is bound to PREFIX/<its path relative to the tree> (as `encrypt --bind-prefix`).")
-wrap_key_option = click.option("-w", "--wrap-key", "wrap_key", required=True, metavar="FILE",
-                               help="Key file: 16 raw bytes or 32 hex characters.")
 
 
 # ---------------------------------------------------------------------- per-file operations
@@ -702,91 +601,8 @@ def rekey(ctx: click.Context, wrap_key: str, new_key: str, paths: tuple[str, ...
 
 # ---------------------------------------------------------------------- entry points
 
-def _first_pfs_file(root: str, limit: int = 200) -> str | None:
-    """Some regular file below ``root`` (to check the key before mounting), or None."""
-    seen = 0
-    for folder, _, files in os.walk(root):
-        for name in sorted(files):
-            if name.endswith(".gramine.recovery"):
-                continue
-            seen += 1
-            if seen > limit:
-                return None
-            return os.path.join(folder, name)
-    return None
-
-
-@cli.command("mount", cls=PfsCommand)
-@wrap_key_option
-@click.argument("encdir")
-@click.argument("mountpoint")
-@click.option("--rw", is_flag=True, help="Mount read-write (default: read-only).")
-@click.option("--bind-prefix", metavar="PREFIX",
-              help="Files are bound to PREFIX/<path below ENCDIR> (as made by `encrypt --bind-prefix`).")
-@click.option("-f", "--foreground", is_flag=True, help="Stay in the foreground (Ctrl-C unmounts).")
-@click.option("--allow-other", is_flag=True, help="Let other users access the mount (needs user_allow_other).")
-@click.option("--recovery", is_flag=True, help="Keep Gramine's recovery journal for files written through the mount.")
-@click.option("--log", "log_file", metavar="FILE",
-              help="Append the daemon's messages (e.g. files that fail authentication) to FILE.")
-@debug_option
-@click.pass_context
-def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: bool, bind_prefix: str | None,
-          foreground: bool, allow_other: bool, recovery: bool, log_file: str | None, debug: bool) -> int:
-    """Mount a folder of encrypted files at MOUNTPOINT (FUSE): plaintext view, read-only unless --rw."""
-    settings = _settings(ctx, debug)
-    from vfs.encrypted import EncryptedFs, KeyStore
-    from vfs.fuse import load_mfusepy, serve
-    from vfs.mount import MountTable
-    from vfs.vfs import VFS
-
-    from .mounting import check_mountpoint, run_mount
-
-    key = _load_key(wrap_key)
-    if not os.path.isdir(encdir):
-        raise CliError(f"'{encdir}' is not a folder of encrypted files")
-    check_mountpoint(mountpoint)
-    load_mfusepy()
-    sample = _first_pfs_file(encdir)
-    if sample is not None:
-        try:
-            with HostFile(sample) as probe:
-                ProtectedFile.open(BorrowedStorage(probe), key, None)
-        except PfsError as exc:
-            if isinstance(exc, WrongKeyError):
-                raise CliError(f"wrong key for '{encdir}': {exc}; not mounting") from None
-            click.echo(f"pfs: warning: {exc}", err=True)
-    keys = KeyStore()
-    keys.set("default", key)
-    vfs = VFS(MountTable())
-    vfs.mounts.mount("/", EncryptedFs(encdir, keys=keys, bind_prefix=bind_prefix, enable_recovery=recovery),
-                     readonly=not rw)
-    if settings.debug:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG)
-
-    def run() -> None:
-        serve(vfs, os.path.abspath(mountpoint), writable=rw, foreground=True, allow_other=allow_other,
-              debug=settings.debug, fsname=os.path.abspath(encdir), subtype="pfs")
-
-    code = run_mount(run, mountpoint, foreground=foreground, log_file=log_file)
-    if not foreground:
-        click.echo(f"mounted {encdir} at {mountpoint} ({'read-write' if rw else 'read-only'}); "
-                   f"unmount with 'pfs umount {mountpoint}'", err=True)
-    return code
-
-
-@cli.command("umount", cls=PfsCommand)
-@click.argument("mountpoint")
-@debug_option
-@click.pass_context
-def umount(ctx: click.Context, mountpoint: str, debug: bool) -> int:
-    """Unmount a `pfs mount` (every change is encrypted and flushed first)."""
-    _settings(ctx, debug)
-    from .mounting import unmount
-
-    unmount(mountpoint)
-    return 0
+cli.add_command(mount)
+cli.add_command(umount)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
