@@ -544,7 +544,12 @@ def tamper(ctx: click.Context, wrap_key: str, input_path: str, output: str, forc
     key = _load_key(wrap_key)
     from pfs.tamper import make_tampered_variants  # rarely used: keep it off the start-up path
 
-    variants = make_tampered_variants(input_path, key, output, overwrite=force)
+    created: list[str] = []
+    make_dirs(os.path.dirname(output.rstrip(os.sep)), created)
+    try:
+        variants = make_tampered_variants(input_path, key, output, overwrite=force)
+    finally:
+        prune_dirs(created)
     if not quiet:
         width = max((len(n) for n, _ in variants), default=0)
         for name, description in variants:
