@@ -252,3 +252,18 @@ def test_trailing_nodes_fail_verify_and_warn_on_decrypt(work: Path, key_file: Pa
     assert not (work / "b.out").exists()
     assert_ok(run("rekey", "-w", key_file, "--new-key", key_file, "a.enc", cwd=work))  # rewrites without them
     assert_ok(run("verify", "-w", key_file, "a.enc", cwd=work))
+
+
+def test_stdin_redirected_from_a_file(work: Path, key_file: Path, key: bytes) -> None:
+    with open(work / "plain" / "big.bin", "rb") as f:
+        proc = subprocess.run([PFS, "encrypt", "-w", key_file, "-i", "-", "-o", "b.enc"], stdin=f, cwd=work,
+                              capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert read_plain(work / "b.enc", key, "b.enc") == (work / "plain" / "big.bin").read_bytes()
+    with open(work / "b.enc", "rb") as f:
+        proc = subprocess.run([PFS, "decrypt", "-w", key_file, "-i", "-", "-o", "b.out", "--expect-path", "b.enc"],
+                              stdin=f, cwd=work, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "b.out").read_bytes() == (work / "plain" / "big.bin").read_bytes()
+    line = assert_one_line_error(run("decrypt", "-w", key_file, "-i", "-", "-o", "x", "-V", cwd=work), code=2)
+    assert "--expect-path" in line

@@ -206,7 +206,7 @@ def op_encrypt(job: FileJob, *, progress: ProgressFn, key: bytes, force: bool, j
                 _copy_out(out, "standard output")
         return size
     check_output_target(job.dst, force=force)
-    mode = None if is_stream(job.src) else os.stat(job.src).st_mode
+    mode = None if job.src == STDIO or is_stream(job.src) else os.stat(job.src).st_mode
     with AtomicOutput(job.dst, force=force, sync=sync, mode=output_mode(mode)) as out:
         size = _encrypt_into(job, out.file, progress=progress, key=key, jobs=jobs, sync=sync)
         out.commit()
@@ -218,10 +218,7 @@ def _encrypt_into(job: FileJob, out: HostFile, *, progress: ProgressFn, key: byt
     assert job.path is not None
     if is_stream(job.src):
         return _encrypt_from_stream(job.src, out, key, job.path, sync=sync, progress=progress)
-    try:
-        src = HostFile(job.src)
-    except OSError as exc:
-        raise CliError(f"can't read input '{job.src}': {exc.strerror}") from None
+    src, _ = _open_input(job.src, "input")
     with src:
         return encrypt_stream(src, out, key, job.path, jobs=jobs, progress=progress)
 
