@@ -193,19 +193,20 @@ def _run_one(op: FileOp, job: FileJob, params: dict[str, Any],
 
 
 _in_job = False  # in a worker process: whether a job is running (see _worker_signal)
+_stopped: int | None = None  # in a worker process: the stop signal received, if any
 
 
 def _worker_signal(signum: int, _frame: object) -> None:
     """A stop signal in a worker: inside a job, unwind it (its clean-up runs, the parent gets
-    the exception); between jobs, leave at once."""
-    from .outputs import STOP_SIGNALS, Terminated, remove_live_temps
+    the exception); between jobs, only remember it (leaving then could strand the pool's queue
+    lock): every later job is refused."""
+    from .outputs import Terminated
 
-    if _in_job:
-        for sig in STOP_SIGNALS:  # one stop is enough: don't interrupt the clean-up
-            signal.signal(sig, signal.SIG_IGN)
+    global _stopped
+    first = _stopped is None
+    _stopped = signum
+    if _in_job and first:
         raise Terminated(signum)
-    remove_live_temps()
-    os._exit(128 + signum)
 
 
 def _init_worker() -> None:
@@ -216,10 +217,17 @@ def _init_worker() -> None:
 
 
 def _run_one_in_worker(op: FileOp, job: FileJob, params: dict[str, Any]) -> FileResult:
+    from .outputs import Terminated, remove_live_temps
+
     global _in_job
+    if _stopped is not None:
+        raise Terminated(_stopped)
     _in_job = True
     try:
         return _run_one(op, job, params, None)
+    except BaseException:
+        remove_live_temps()  # one made just as the signal came, before a ``with`` owned it
+        raise
     finally:
         _in_job = False
 

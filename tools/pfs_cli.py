@@ -34,7 +34,6 @@ from .cli_support import (
     UsageProblem,
     describe_error,
     echo_error,
-    is_inside,
     require_existing,
     require_file,
     run_file_jobs,
@@ -44,11 +43,8 @@ from .outputs import make_dirs, prune_dirs
 from .pfs_command import (
     PfsFileCommand,
     PfsGroup,
-    Settings,
     _load_key,
     _positive_jobs,
-    _print_failure,
-    _report_failures,
     _settings,
     bind_prefix_check_option,
     debug_option,
@@ -62,7 +58,17 @@ from .pfs_command import (
     wrap_key_option,
 )
 from .pfs_mount_cli import mount, umount
-from .tree_walk import Tree, report_skipped, walk_tree
+from .tree_run import (
+    distinct_files,
+    expand,
+    file_size,
+    make_output_root,
+    not_empty,
+    nothing_to_do,
+    output_for_file,
+    run_tree,
+    walk_input_tree,
+)
 
 # ---------------------------------------------------------------------- the command group
 
@@ -87,100 +93,6 @@ def gen_key(ctx: click.Context, wrap_key: str, force: bool, debug: bool) -> int:
     return 0
 
 
-def _output_for_file(input_path: str, output: str) -> None:
-    """Checks for a single-file run: the output must not be a folder."""
-    if os.path.isdir(output):
-        raise CliError(f"output '{output}' is a folder but the input '{input_path}' is a file; "
-                       "give the path of the output file", code=2)
-
-
-def _output_for_tree(input_path: str, output: str) -> None:
-    if os.path.exists(output) and not os.path.isdir(output):
-        raise CliError(f"output '{output}' is a file but the input '{input_path}' is a folder; "
-                       "give an output folder", code=2)
-
-
-def _run_tree(op: Callable[..., Any], jobs: list[FileJob], params: dict[str, Any], *, workers: int,
-              quiet: bool, label: str, created: list[str],
-              on_ok: Callable[[FileResult], None], settings: Settings, verb: str,
-              walked: Tree | None = None, output: str | None = None, verbose: bool = False) -> int:
-    """Report what the walk left out, make the output folders (``walked``'s empty folders too,
-    under ``output``), run ``op`` over ``jobs``, report; return the exit status."""
-    unreadable = report_skipped(walked.skipped, verbose=verbose) if walked is not None else 0
-    keep: set[str] = set()
-    results: list[FileResult] = []
-    if walked is not None and output is not None:
-        for rel in walked.empty_folders():
-            folder = os.path.join(output, rel)
-            try:
-                make_dirs(folder, created)
-            except CliError as exc:
-                unreadable += 1
-                echo_error(str(exc))
-                continue
-            keep.add(folder)
-    runnable: list[FileJob] = []
-    for job in jobs:
-        if job.dst is not None and job.dst != STDIO:
-            try:
-                make_dirs(os.path.dirname(job.dst), created)
-            except CliError as exc:
-                result = FileResult(job, False, message=str(exc))
-                _print_failure(result, settings)
-                results.append(result)
-                continue
-        runnable.append(job)
-    total = sum(j.weight for j in runnable)
-    try:
-        with Progress(total, label, enabled=not quiet) as bar:
-            for result in run_file_jobs(op, runnable, params, workers=workers, progress=bar):
-                results.append(result)
-                if result.ok:
-                    on_ok(result)
-                else:
-                    _print_failure(result, settings)
-    finally:
-        prune_dirs(created, keep=frozenset(keep))
-    return _report_failures(results, settings, verb, unreadable=unreadable)
-
-
-def _make_output_root(output: str, created: list[str]) -> None:
-    """Create the output folder of a tree run (one error if that's impossible, nothing left)."""
-    try:
-        make_dirs(output, created)
-    except CliError:
-        prune_dirs(created)
-        raise
-
-
-def _file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _not_empty(**values: str | None) -> None:
-    """Usage errors for options given as empty strings (``-o ""``)."""
-    for flag, value in values.items():
-        if value is not None and not value:
-            raise UsageProblem(f"{flag} must not be empty")
-
-
-def _walk_input_tree(input_path: str, output: str, follow_symlinks: bool) -> Tree:
-    _output_for_tree(input_path, output)
-    skip = output if os.path.isdir(output) and is_inside(output, input_path) else None
-    walked = walk_tree(input_path, skip=skip, follow_symlinks=follow_symlinks)
-    if _nothing_to_do(walked):
-        report_skipped(walked.skipped, verbose=True)
-        click.echo(f"pfs: note: no files under '{input_path}'; nothing to do", err=True)
-    return walked
-
-
-def _nothing_to_do(walked: Tree) -> bool:
-    return not walked.files and not walked.folders and not walked.errors
-
-
 def _status(line: str, output: str) -> None:
     """A per-file status line: on stdout, or on stderr when the data itself goes to stdout."""
     click.echo(line, err=output == STDIO)
@@ -193,7 +105,7 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
     _positive_jobs(jobs)
     if bind_path is not None and bind_prefix is not None:
         raise UsageProblem("give either --bind-path or --bind-prefix, not both")
-    _not_empty(**{"-i/--input": input_path, "-o/--output": output, "--bind-path": bind_path,
+    not_empty(**{"-i/--input": input_path, "-o/--output": output, "--bind-path": bind_path,
                   "--bind-prefix": bind_prefix})
     if input_path != STDIO:
         require_existing(input_path, "input")
@@ -209,28 +121,28 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
         if bind_path is not None:
             raise UsageProblem(f"--bind-path names the path of one file, but input '{input_path}' is a "
                                "folder; use --bind-prefix for a tree")
-        walked = _walk_input_tree(input_path, output, follow_symlinks)
-        if _nothing_to_do(walked):
+        walked = walk_input_tree(input_path, output, follow_symlinks)
+        if nothing_to_do(walked):
             return 0
-        _make_output_root(output, created)
+        make_output_root(output, created)
         file_jobs = []
         for rel in walked.files:
             dst = os.path.join(output, rel)
             bound = bound_path_for(dst, bind_prefix=bind_prefix, relative_to=output)
             file_jobs.append(FileJob(os.path.join(input_path, rel), dst, bound,
-                                     _file_size(os.path.join(input_path, rel))))
+                                     file_size(os.path.join(input_path, rel))))
     else:
         if output != STDIO:
-            _output_for_file(input_path, output)
+            output_for_file(input_path, output)
         bound = bound_path_for(output, bind_path=bind_path, bind_prefix=bind_prefix)
-        file_jobs = [FileJob(input_path, output, bound, _file_size(input_path))]
+        file_jobs = [FileJob(input_path, output, bound, file_size(input_path))]
 
     def on_ok(result: FileResult) -> None:
         if not quiet:
             extra = f" ({result.value} bytes)" if verbose else ""
             _status(f"{result.job.dst} -> bound to {result.job.path}{extra}", output)
 
-    return _run_tree(op_encrypt, file_jobs, {"key": key, "force": force, "jobs": jobs, "sync": not no_fsync},
+    return run_tree(op_encrypt, file_jobs, {"key": key, "force": force, "jobs": jobs, "sync": not no_fsync},
                      workers=jobs if tree else 1, quiet=quiet, label="encrypting", created=created,
                      on_ok=on_ok, settings=settings, verb="encrypt", walked=walked, output=output,
                      verbose=verbose)
@@ -317,7 +229,7 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
     """
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
-    _not_empty(**{"-i/--input": input_path, "-o/--output": output, "--expect-path": expect_path,
+    not_empty(**{"-i/--input": input_path, "-o/--output": output, "--expect-path": expect_path,
                   "--bind-prefix": bind_prefix})
     _one_path_check(verify_path, expect_path, bind_prefix)
     verify_path = verify_path or (strict and expect_path is None and bind_prefix is None)
@@ -335,20 +247,20 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
                                "folder; use -V to check each file against its own path")
         if output == STDIO:
             raise UsageProblem(f"input '{input_path}' is a folder: give an output folder, not -")
-        walked = _walk_input_tree(input_path, output, follow_symlinks)
-        if _nothing_to_do(walked):
+        walked = walk_input_tree(input_path, output, follow_symlinks)
+        if nothing_to_do(walked):
             return 0
-        _make_output_root(output, created)
+        make_output_root(output, created)
         file_jobs = []
         for rel in walked.files:
             src = os.path.join(input_path, rel)
             expected = _expected_path(src, input_path, verify_path, None, bind_prefix)
-            file_jobs.append(FileJob(src, os.path.join(output, rel), expected, _file_size(src)))
+            file_jobs.append(FileJob(src, os.path.join(output, rel), expected, file_size(src)))
     else:
         if output != STDIO:
-            _output_for_file(input_path, output)
+            output_for_file(input_path, output)
         expected = _expected_path(input_path, None, verify_path, expect_path, bind_prefix)
-        file_jobs = [FileJob(input_path, output, expected, _file_size(input_path))]
+        file_jobs = [FileJob(input_path, output, expected, file_size(input_path))]
 
     def on_ok(result: FileResult) -> None:
         _binding_warnings(result, own_path=True)
@@ -360,27 +272,9 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
             _status(f"{result.job.src} -> {result.job.dst}{checked}{extra}", output)
 
     params = {"key": key, "force": force, "jobs": jobs, "sync": not no_fsync, "strict": strict}
-    return _run_tree(op_decrypt, file_jobs, params, workers=jobs if tree else 1, quiet=quiet, label="decrypting",
+    return run_tree(op_decrypt, file_jobs, params, workers=jobs if tree else 1, quiet=quiet, label="decrypting",
                      created=created, on_ok=on_ok, settings=settings, verb="decrypt", walked=walked, output=output,
                      verbose=verbose)
-
-
-def _expand(paths: Sequence[str], role: str, *, follow_symlinks: bool = False,
-            verbose: bool = False) -> tuple[list[tuple[str, str | None]], int]:
-    """Files named by ``paths`` (folders walked, what they leave out reported):
-    ``(path, the tree it came from or None)``, and the number of unreadable entries."""
-    out: list[tuple[str, str | None]] = []
-    unreadable = 0
-    for path in paths:
-        if path != STDIO:
-            require_existing(path, role)
-        if path != STDIO and os.path.isdir(path):
-            walked = walk_tree(path, follow_symlinks=follow_symlinks)
-            unreadable += report_skipped(walked.skipped, verbose=verbose)
-            out.extend((os.path.join(path, rel), path) for rel in walked.files)
-        else:
-            out.append((path, None))
-    return out, unreadable
 
 
 def _one_path_check(verify_path: bool, expect_path: str | None, bind_prefix: str | None) -> None:
@@ -436,7 +330,7 @@ def info(ctx: click.Context, files: tuple[str, ...], wrap_key: str | None, as_js
     key = _load_key(wrap_key) if wrap_key is not None else None
     records: list[dict[str, Any]] = []
     failed = 0
-    found, unreadable = _expand(files, "file")
+    found, unreadable = expand(files, "file")
     for path, _ in found:
         try:
             with HostFile(path) as storage:
@@ -485,11 +379,11 @@ def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_pat
     """
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
-    _not_empty(**{"--expect-path": expect_path, "--bind-prefix": bind_prefix})
+    not_empty(**{"--expect-path": expect_path, "--bind-prefix": bind_prefix})
     _one_path_check(verify_path, expect_path, bind_prefix)
     verify_path = verify_path or (strict and expect_path is None and bind_prefix is None)
     key = _load_key(wrap_key)
-    found, unreadable = _expand(paths, "path", follow_symlinks=follow_symlinks, verbose=verbose)
+    found, unreadable = expand(paths, "path", follow_symlinks=follow_symlinks, verbose=verbose)
     if expect_path is not None and (len(found) != 1 or found[0][1] is not None):
         raise UsageProblem("--expect-path applies to a single file; use -V to check each file's own path")
     if verify_path and any(path == STDIO for path, _ in found):
@@ -497,7 +391,7 @@ def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_pat
     file_jobs = []
     for path, tree in found:
         expected = _expected_path(path, tree, verify_path, expect_path, bind_prefix)
-        file_jobs.append(FileJob(path, None, expected, _file_size(path)))
+        file_jobs.append(FileJob(path, None, expected, file_size(path)))
     results: list[FileResult] = []
     with Progress(sum(j.weight for j in file_jobs), "verifying", enabled=not quiet) as bar:
         for result in run_file_jobs(op_verify, file_jobs, {"key": key, "jobs": jobs},
@@ -537,7 +431,7 @@ def tamper(ctx: click.Context, wrap_key: str, input_path: str, output: str, forc
     the output and moved into place when every one is complete.
     """
     _settings(ctx, debug)
-    _not_empty(**{"-i/--input": input_path, "-o/--output": output})
+    not_empty(**{"-i/--input": input_path, "-o/--output": output})
     require_file(input_path, "input", folder_hint="; give one encrypted file")
     if os.path.exists(output) and not os.path.isdir(output):
         raise CliError(f"output '{output}' is a file; give a folder for the variants", code=2)
@@ -556,21 +450,6 @@ def tamper(ctx: click.Context, wrap_key: str, input_path: str, output: str, forc
             click.echo(f"{name.ljust(width)}  {description}")
     click.echo(f"wrote {len(variants)} variants to {output}")
     return 0
-
-
-def _distinct_files(found: list[tuple[str, str | None]], verbose: bool) -> list[str]:
-    """The paths of ``found``, each real file once (a link and its target are one file to rekey)."""
-    seen: dict[str, str] = {}
-    out = []
-    for path, _ in found:
-        real = os.path.realpath(path)
-        if real in seen:
-            if verbose:
-                click.echo(f"pfs: note: {path}: the same file as {seen[real]}; re-encrypted once", err=True)
-            continue
-        seen[real] = path
-        out.append(path)
-    return out
 
 
 @cli.command("rekey", cls=PfsFileCommand)
@@ -592,14 +471,14 @@ def rekey(ctx: click.Context, wrap_key: str, new_key: str, paths: tuple[str, ...
         raise UsageProblem("rekey rewrites files in place: standard input (-) can't be one")
     old = _load_key(wrap_key)
     new = _load_key(new_key, what="new key")
-    found, unreadable = _expand(paths, "path", follow_symlinks=follow_symlinks, verbose=verbose)
-    file_jobs = [FileJob(path, None, None, _file_size(path)) for path in _distinct_files(found, verbose)]
+    found, unreadable = expand(paths, "path", follow_symlinks=follow_symlinks, verbose=verbose)
+    file_jobs = [FileJob(path, None, None, file_size(path)) for path in distinct_files(found, verbose)]
 
     def on_ok(result: FileResult) -> None:
         if not quiet:
             click.echo(f"{result.job.src}: re-encrypted under the new key (bound to {result.value})")
 
-    status = _run_tree(op_rekey, file_jobs, {"key": old, "new_key": new}, workers=jobs, quiet=quiet,
+    status = run_tree(op_rekey, file_jobs, {"key": old, "new_key": new}, workers=jobs, quiet=quiet,
                        label="re-encrypting", created=[], on_ok=on_ok, settings=settings, verb="re-encrypt")
     if unreadable:
         echo_error(f"{unreadable} entr{'y' if unreadable == 1 else 'ies'} of the trees could not be read; "
