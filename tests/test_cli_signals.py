@@ -159,3 +159,17 @@ def test_sigterm_of_a_tree_run_with_workers(tmp_path: Path, key_file: Path) -> N
     assert proc.returncode == 143, err
     assert err.decode().splitlines()[-1] == "pfs: error: stopped by SIGTERM; no partial output left"
     assert temps(tmp_path) == []
+    assert _processes_mentioning(str(key_file)) == []  # the workers are gone too
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path("/proc", entry, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if text.encode() in cmdline:
+                found.append(int(entry))
+    return found
