@@ -16,7 +16,16 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pal import random_bytes
 
-from .crypto import InvalidTag, derive_metadata_key, new_nonce, open_node, open_sealed, seal, seal_node
+from .crypto import (
+    InvalidTag,
+    decrypt_into,
+    derive_metadata_key,
+    new_nonce,
+    open_node,
+    open_sealed,
+    seal,
+    seal_node,
+)
 from .errors import (
     CorruptedNodeError,
     FileClosedError,
@@ -618,14 +627,13 @@ class ProtectedFile:
             if pos <= node_start and node_end <= end:
                 target = view[node_start - base:node_end - base]
                 try:
-                    AESGCM(key).decrypt_into(IV, nodes[i], None, target)
+                    decrypt_into(key, nodes[i], target)
                 except InvalidTag:
-                    target[:] = bytes(NODE_SIZE)  # never leave unauthenticated plaintext behind
                     raise self._corrupted(lo + i, "authentication failed") from None
             else:
                 plain = bytearray(NODE_SIZE)
                 try:
-                    AESGCM(key).decrypt_into(IV, nodes[i], None, plain)
+                    decrypt_into(key, nodes[i], plain)
                 except InvalidTag:
                     raise self._corrupted(lo + i, "authentication failed") from None
                 a, b = max(pos, node_start), min(end, node_end)

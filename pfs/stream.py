@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pal import HostFile, random_bytes
 
-from .crypto import derive_metadata_key, new_nonce, seal
+from .crypto import decrypt_into, derive_metadata_key, new_nonce, open_sealed, seal
 from .errors import CorruptedNodeError, TruncatedFileError
 from .forkpool import ForkPool
 from .layout import (
@@ -223,7 +223,7 @@ class _GroupCipher:
         i = 0
         try:
             for i, (key, ct, out) in enumerate(zip(node_keys, sealed.nodes[:count], plain.nodes, strict=False)):  # noqa: B007 (read in except)
-                AESGCM(key).decrypt_into(IV, ct, None, out)
+                decrypt_into(key, ct, out)
         except InvalidTag:
             self.writer.free.put(plain)
             return -(first_physical + i + 1)
@@ -511,7 +511,7 @@ class _MhtWalker:
         physical = mht_physical(m)
         ciphertext = self.src.read_at(physical * NODE_SIZE, NODE_SIZE)
         try:
-            plain = AESGCM(entry[:KEY_SIZE]).decrypt(IV, ciphertext + entry[KEY_SIZE:], None)
+            plain = open_sealed(entry[:KEY_SIZE], ciphertext, entry[KEY_SIZE:])
         except InvalidTag:
             raise _corrupted(self.name, physical) from None
         first = m * CHILD_MHT_ENTRIES + 1
