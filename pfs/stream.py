@@ -18,6 +18,7 @@ metadata nodes stay in the parent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import queue
@@ -431,9 +432,27 @@ def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_pat
     """Decrypt and authenticate all of ``src`` into ``dst`` (or only verify when ``dst`` is None).
 
     Runs the same checks as :meth:`ProtectedFile.open`, then every node. Returns the plaintext
-    size. Raises the typed errors of :mod:`pfs.errors`; on error ``dst`` holds partial output
-    that the caller must discard.
+    size. Raises the typed errors of :mod:`pfs.errors`.
+
+    What reaches ``dst``: only authenticated plaintext, ever. The metadata, path and size checks
+    run before anything is written; after that, a group of data nodes is written only once all
+    of its nodes have passed authentication, so a bad node keeps its group out of ``dst``, but
+    groups before it may already have been written. On any error ``dst`` is then emptied
+    (truncated to 0 bytes) before the error is raised. A caller that must not leave even that
+    on disk (a crash can come before the emptying) writes into a temporary file and removes it
+    on failure, as ``pfs decrypt`` does.
     """
+    try:
+        return _decrypt_stream(src, dst, key, expected_path, jobs=jobs, progress=progress)
+    except BaseException:
+        if dst is not None:
+            with contextlib.suppress(OSError):
+                dst.truncate(0)
+        raise
+
+
+def _decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_path: str | None, *,
+                    jobs: int, progress: Progress) -> int:
     pf = ProtectedFile.open(src, key, expected_path)
     meta = pf.metadata
     size = meta.size
