@@ -29,6 +29,8 @@ from .crypto import (
 from .errors import (
     CorruptedNodeError,
     FileClosedError,
+    FileTooLargeError,
+    NoSpaceError,
     NotEncryptedError,
     PathMismatchError,
     PfsError,
@@ -69,6 +71,10 @@ from .nodebuf import sealed_scratch
 from .storage import Storage
 
 DEFAULT_CACHE_SIZE = 48
+# The largest plaintext size (16 TiB). The format has no sparse files: every byte up to the size
+# is a node on the host, so a size is refused at once past this (EFBIG) or past the storage's
+# free space (ENOSPC), never by filling the host with zero nodes first.
+MAX_FILE_SIZE = 1 << 44
 PREFETCH_BYTES = 8 << 20  # how far ahead of sequential reads the host is asked to read
 PREFETCH_AFTER = 1 << 20  # bytes read in sequence before prefetching starts
 
@@ -273,6 +279,8 @@ class ProtectedFile:
         view = memoryview(data).cast("B")
         if not view:
             return 0
+        if offset + len(view) > self._meta.size:
+            self._check_growth(offset + len(view))
         if offset > self._meta.size:
             self._grow(offset)
         end = offset + len(view)
@@ -309,6 +317,7 @@ class ProtectedFile:
         if size < 0:
             raise ValueError("size must be non-negative")
         if size > self._meta.size:
+            self._check_growth(size)
             self._grow(size)
             return
         if size == self._meta.size:
@@ -465,6 +474,24 @@ class ProtectedFile:
                 self._flush_changes(sync=False)
                 continue
             del cache[victim]
+
+    def _check_growth(self, new_size: int) -> None:
+        """Refuse, before anything changes, a size past ``MAX_FILE_SIZE`` (EFBIG) or one whose
+        nodes the storage has no room for (ENOSPC; storages that can't tell are not checked)."""
+        name = self.name
+        if new_size > MAX_FILE_SIZE:
+            raise FileTooLargeError(
+                f"{name}: a size of {new_size} bytes is past the largest protected file "
+                f"({MAX_FILE_SIZE} bytes, 16 TiB)", path=name)
+        needed = node_count(new_size) * NODE_SIZE - self._storage.size()
+        if needed <= 0:
+            return
+        free_space = getattr(self._storage, "free_space", None)
+        free = free_space() if free_space is not None else None
+        if free is not None and needed > free:
+            raise NoSpaceError(
+                f"{name}: no space for a size of {new_size} bytes: it needs {needed} more bytes of "
+                f"storage, {free} are free", path=name)
 
     def _grow(self, new_size: int) -> None:
         """Extend the plaintext with zeros up to ``new_size``, materializing every new node."""
@@ -720,4 +747,4 @@ class ProtectedFile:
         self._storage.fsync()
 
 
-__all__ = ["ProtectedFile", "DEFAULT_CACHE_SIZE"]
+__all__ = ["ProtectedFile", "DEFAULT_CACHE_SIZE", "MAX_FILE_SIZE"]
