@@ -86,7 +86,7 @@ class MemoryStorage:
 
 class BorrowedStorage:
     """Another storage, lent: ``close`` does nothing (its owner closes it), and with
-    ``readonly`` every change is refused."""
+    ``readonly`` every change is refused. The vectored calls go to the inner storage's own."""
 
     def __init__(self, inner: Storage, *, readonly: bool = False):
         self._inner = inner
@@ -105,6 +105,27 @@ class BorrowedStorage:
         if self.readonly:
             self._refuse()
         self._inner.write_at(offset, data)
+
+    def readv_at(self, offset: int, buffers: list[memoryview]) -> int:
+        readv = getattr(self._inner, "readv_at", None)
+        if readv is not None:
+            return readv(offset, buffers)
+        data = self._inner.read_at(offset, sum(len(b) for b in buffers))
+        done = 0
+        for buf in buffers:
+            chunk = data[done:done + len(buf)]
+            buf[:len(chunk)] = chunk
+            done += len(chunk)
+        return len(data)
+
+    def writev_at(self, offset: int, buffers: list[memoryview]) -> None:
+        if self.readonly:
+            self._refuse()
+        writev = getattr(self._inner, "writev_at", None)
+        if writev is not None:
+            writev(offset, buffers)
+        else:
+            self._inner.write_at(offset, b"".join(buffers))
 
     def truncate(self, size: int) -> None:
         if self.readonly:
