@@ -75,6 +75,7 @@ DEFAULT_CACHE_SIZE = 48
 # is a node on the host, so a size is refused at once past this (EFBIG) or past the storage's
 # free space (ENOSPC), never by filling the host with zero nodes first.
 MAX_FILE_SIZE = 1 << 44
+ROOM_RECHECK = 64 << 20  # growth allowed past the last free-space check before asking again
 PREFETCH_BYTES = 8 << 20  # how far ahead of sequential reads the host is asked to read
 PREFETCH_AFTER = 1 << 20  # bytes read in sequence before prefetching starts
 
@@ -119,6 +120,7 @@ class ProtectedFile:
         self._read_end = -1  # plaintext offset where the last read ended
         self._sequential = 0  # bytes read in sequence up to there
         self._prefetched = 0  # host bytes asked for ahead of sequential reads
+        self._room_until = 0  # host size known to fit at the last free-space check
         self.version = (MAJOR_VERSION, 0)
         self._closed = False
         self._failed: PfsError | None = None
@@ -483,15 +485,20 @@ class ProtectedFile:
             raise FileTooLargeError(
                 f"{name}: a size of {new_size} bytes is past the largest protected file "
                 f"({MAX_FILE_SIZE} bytes, 16 TiB)", path=name)
-        needed = node_count(new_size) * NODE_SIZE - self._storage.size()
-        if needed <= 0:
-            return
+        end = node_count(new_size) * NODE_SIZE
+        if end <= self._room_until:
+            return  # checked already, not long ago
+        host_size = self._storage.size()
         free_space = getattr(self._storage, "free_space", None)
-        free = free_space() if free_space is not None else None
-        if free is not None and needed > free:
+        free = free_space() if free_space is not None and end > host_size else None
+        if free is None:
+            return
+        if end - host_size > free:
             raise NoSpaceError(
-                f"{name}: no space for a size of {new_size} bytes: it needs {needed} more bytes of "
-                f"storage, {free} are free", path=name)
+                f"{name}: no space for a size of {new_size} bytes: it needs {end - host_size} more "
+                f"bytes of storage, {free} are free", path=name)
+        # small growths (appends) don't ask the host again until they pass this
+        self._room_until = min(host_size + free, end + ROOM_RECHECK)
 
     def _grow(self, new_size: int) -> None:
         """Extend the plaintext with zeros up to ``new_size``, materializing every new node."""

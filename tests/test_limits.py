@@ -94,6 +94,10 @@ def test_growth_that_fits_still_works(small: Path) -> None:
     path, pf = _host_file(small)
     target = len(CONTENT) + (free_bytes(small) // 2)
     pf.truncate(target)
+    pf.flush()
+    with pytest.raises(NoSpaceError):  # asked again: the first check is no licence for more
+        pf.truncate(target + free_bytes(small) + (1 << 20))
+    assert pf.size == target
     pf.close()
     assert path.stat().st_size == node_count(target) * NODE_SIZE
     with ProtectedFile.open(HostFile(path), KEY, "f") as again:
