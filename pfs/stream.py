@@ -435,15 +435,16 @@ def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_pat
     size. Raises the typed errors of :mod:`pfs.errors`.
 
     What reaches ``dst``: only authenticated plaintext, ever. The metadata, path and size checks
-    run before anything is written; after that, a group of data nodes is written only once all
-    of its nodes have passed authentication, so a bad node keeps its group out of ``dst``, but
-    groups before it may already have been written. On any error ``dst`` is then emptied
-    (truncated to 0 bytes) before the error is raised. A caller that must not leave even that
-    on disk (a crash can come before the emptying) writes into a temporary file and removes it
-    on failure, as ``pfs decrypt`` does.
+    run before ``dst`` is touched (a failure there leaves it as it was); after that, a group of
+    data nodes is written only once all of its nodes have passed authentication, so a bad node
+    keeps its group out of ``dst``, but groups before it may already have been written. On any
+    error from then on ``dst`` is emptied (truncated to 0 bytes) before the error is raised. A
+    caller that must not leave even that on disk (a crash can come before the emptying) writes
+    into a temporary file and removes it on failure, as ``pfs decrypt`` does.
     """
+    pf = ProtectedFile.open(src, key, expected_path)
     try:
-        return _decrypt_stream(src, dst, key, expected_path, jobs=jobs, progress=progress)
+        return _decrypt_nodes(pf, src, dst, jobs=jobs, progress=progress)
     except BaseException:
         if dst is not None:
             with contextlib.suppress(OSError):
@@ -451,9 +452,8 @@ def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_pat
         raise
 
 
-def _decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_path: str | None, *,
-                    jobs: int, progress: Progress) -> int:
-    pf = ProtectedFile.open(src, key, expected_path)
+def _decrypt_nodes(pf: ProtectedFile, src: HostFile, dst: HostFile | None, *, jobs: int,
+                   progress: Progress) -> int:
     meta = pf.metadata
     size = meta.size
     name = src.name

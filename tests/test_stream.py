@@ -139,12 +139,13 @@ def test_only_authenticated_plaintext_is_ever_written(tmp_path: Path, node: str)
 def test_checks_before_any_output(tmp_path: Path) -> None:
     enc = _encrypt(tmp_path, _plaintext(500_000), 1)
     out = tmp_path / "out"
-    with HostFile(enc) as s, HostFile(out, writable=True, create=True) as d:
+    out.write_bytes(b"keep me")  # checks that fail leave the destination untouched
+    with HostFile(enc) as s, HostFile(out, writable=True) as d:
         with pytest.raises(PathMismatchError):
             stream.decrypt_stream(s, d, KEY, "/elsewhere", jobs=1)
         with pytest.raises(WrongKeyError):
             stream.decrypt_stream(s, d, bytes(16), None, jobs=2)
-    assert out.stat().st_size == 0
+    assert out.read_bytes() == b"keep me"
     with open(enc, "r+b") as f:
         f.truncate(os.path.getsize(enc) - NODE_SIZE)
     with HostFile(enc) as s, pytest.raises(TruncatedFileError):
