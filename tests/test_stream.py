@@ -103,15 +103,18 @@ def _corrupt(tmp_path: Path, node: str) -> tuple[Path, int]:
 @pytest.mark.parametrize("node", list(CORRUPT_NODES))
 def test_corruption_is_reported_with_its_node_and_no_plaintext(tmp_path: Path, jobs: int, node: str) -> None:
     """A real destination: after the error it is empty (it held authenticated plaintext of the
-    groups before the bad node, which decrypt_stream removes), for every job count."""
+    groups before the bad node, which decrypt_stream removes), for every job count; untouched
+    when the error comes from the checks made before any output."""
     enc, physical = _corrupt(tmp_path, node)
     out = tmp_path / "out"
-    out.write_bytes(b"old content of the destination")
+    old = b"old content of the destination"
+    out.write_bytes(old)
     with HostFile(enc) as s, HostFile(out, writable=True) as d, pytest.raises(CorruptedNodeError) as err:
         stream.decrypt_stream(s, d, KEY, "/data/f", jobs=jobs)
     assert err.value.node == physical
     assert f"node {physical}" in str(err.value)
-    assert out.stat().st_size == 0
+    # the root MHT node is checked when the file is opened, before any output
+    assert out.read_bytes() == (old if node == "mht_root" else b"")
     with HostFile(enc) as s, pytest.raises(CorruptedNodeError):  # verify only: same error
         stream.decrypt_stream(s, None, KEY, "/data/f", jobs=jobs)
 
