@@ -92,11 +92,28 @@ class LibOS:
         if root is None:
             vfs.mounts.mount("/", TmpFs())
         else:
-            vfs.mounts.mount("/", libos._make_fs(root), readonly=bool(getattr(root, "readonly", False)))
+            vfs.mounts.mount("/", libos._make_mount_fs(root), readonly=bool(getattr(root, "readonly", False)))
         libos._mount_pseudo_fs()
         for spec in manifest.mounts:
-            vfs.mounts.mount(spec.path, libos._make_fs(spec), readonly=bool(getattr(spec, "readonly", False)))
+            vfs.mounts.mount(spec.path, libos._make_mount_fs(spec), readonly=bool(getattr(spec, "readonly", False)))
         return libos
+
+    def _make_mount_fs(self, spec: MountSpec) -> FileSystem:
+        """:meth:`_make_fs`, a host path that can't be used raised as a :class:`MountError`
+        naming the mount and the path."""
+        try:
+            return self._make_fs(spec)
+        except OSError as exc:
+            from .errors import MountError
+
+            what = "does not exist" if exc.errno == errno.ENOENT else exc.strerror or str(exc)
+            if exc.errno == errno.ENOENT and spec.type == "encrypted" and not (spec.uri or "").endswith("/"):
+                what += " (a single file to be created needs an existing folder)"
+            host = spec.uri or ""
+            written = f'"file:{spec.uri_path}" ({host})' if spec.uri_path not in (None, host) else f'"file:{host}"'
+            name = spec.key or ("fs.root" if spec.path == "/" else "mount")
+            raise MountError(f"{name}: {spec.type} mount at {spec.path}: host path {written} {what}",
+                             errno=exc.errno, key=name, host_path=host) from None
 
     def _checks_for_chroot(self) -> dict[str, Any]:
         manifest = self.manifest
@@ -123,7 +140,8 @@ class LibOS:
 
             return EncryptedFs(spec.uri, key_name=spec.key_name or "default", keys=self.keys,
                                enable_recovery=bool(spec.enable_recovery),
-                               bind_prefix=getattr(spec, "bind_prefix", None))
+                               bind_prefix=getattr(spec, "bind_prefix", None),
+                               bind_root=getattr(spec, "uri_path", None))  # Gramine binds to the URI as written
         raise ValueError(f"unknown mount type {spec.type!r}")
 
     def _mount_pseudo_fs(self) -> None:

@@ -140,7 +140,10 @@ class VFS:
         child_path = _join(cur.path, name)
         mount = self.mounts.at(child_path)
         if mount is not None:
-            return Location(child_path, mount, mount.root, cur)
+            root = mount.root
+            if root is None:  # a single-file mount whose file isn't made yet
+                raise err(errno.ENOENT, path)
+            return Location(child_path, mount, root, cur)
         inode = cur.inode.lookup(name)
         if inode is None:
             raise err(errno.ENOENT, path)
@@ -309,11 +312,15 @@ class VFS:
         for name, child in inode.entries():
             mount = self.mounts.at(_join(loc.path, name))
             target = mount.root if mount is not None else child
+            if target is None:
+                continue
             out.append((name, target.ino, dirent_type(target.mode)))
             seen.add(name)
         for name in self.mounts.children_of(loc.path):
             if name not in seen:
                 root = self.mounts.at(_join(loc.path, name)).root  # type: ignore[union-attr]
+                if root is None:
+                    continue
                 out.append((name, root.ino, dirent_type(root.mode)))
         return out
 
@@ -513,9 +520,16 @@ class VFS:
             if loc is None:
                 if trailing:
                     raise err(errno.EISDIR, path)
-                self._parent_for_change(ctx, parent, path)
-                inode = parent.inode.create(name, mode & 0o7777 & ~ctx.umask, ctx.uid,
-                                            self._new_gid(ctx, parent))
+                target = self.mounts.at(_join(parent.path, name))
+                if target is not None:  # the absent file of a single-file mount: the mount makes it
+                    if target.readonly:
+                        raise err(errno.EROFS, path)
+                    create = target.fs.create_root  # type: ignore[attr-defined]
+                    inode = create(mode & 0o7777 & ~ctx.umask, ctx.uid, self._new_gid(ctx, parent))
+                else:
+                    self._parent_for_change(ctx, parent, path)
+                    inode = parent.inode.create(name, mode & 0o7777 & ~ctx.umask, ctx.uid,
+                                                self._new_gid(ctx, parent))
                 loc = self._child(ctx, parent, name, path)
                 assert loc.inode is inode or loc.inode.ino == inode.ino
                 created = True
