@@ -28,7 +28,9 @@ are accepted with a deprecation warning.
 
 ``file:`` URIs name host paths: the scheme is stripped, a relative path is resolved against
 ``base_dir`` (for :func:`load_manifest`, the manifest's folder) and normalized lexically; a URI
-ending in ``/`` names a directory and its host path keeps the trailing ``/``.
+ending in ``/`` names a directory and its host path keeps the trailing ``/``. A mount also keeps
+its URI path as written (``MountSpec.uri_path``): encrypted mounts bind their files to it, as
+Gramine does (see :mod:`libos.binding`).
 """
 
 from __future__ import annotations

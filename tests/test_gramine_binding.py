@@ -389,3 +389,25 @@ def test_pfs_mount_binding_advice_for_other_layouts(tmp_path: Path) -> None:
         cwd=tmp_path, check=True)
     _one_line_error(_refused_mount([PFS, "mount", "-w", "key.bin", "enc", "mnt"], tmp_path, mnt), "bound to 'zzz'",
                     "no --bind-prefix fits")
+
+
+# ---------------------------------------------------------------------- item 15: the demo's sample manifest
+
+
+def test_sample_manifest_reads_what_encrypt_manifest_made(tmp_path: Path) -> None:
+    """What ``make demo`` does: samples/data encrypted with --manifest samples/app.manifest.toml
+    (copied into the application's folder), read back through the LibOS as /data/..."""
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copyfile(repo / "samples" / "app.manifest.toml", tmp_path / "app.manifest.toml")
+    (tmp_path / "key.bin").write_bytes(KEY)
+    run([PFS, "encrypt", "-q", "-w", "key.bin", "-i", repo / "samples" / "data", "-o", "enc", "--manifest",
+         "app.manifest.toml"], cwd=tmp_path, check=True)
+    assert _bound(tmp_path / "enc" / "hello.txt") == "enc/hello.txt"
+    p = LibOS.boot(tmp_path / "app.manifest.toml").process()
+    fd = p.open("/dev/attestation/keys/default", os.O_WRONLY)
+    p.write(fd, KEY)
+    p.close(fd)
+    files = [f for f in (repo / "samples" / "data").rglob("*") if f.is_file()]
+    assert files
+    for f in files:
+        assert _read_all(p, "/data/" + f.relative_to(repo / "samples" / "data").as_posix()) == f.read_bytes()
