@@ -241,6 +241,25 @@ def test_encrypted_single_file_mount_of_a_file_not_made_yet(tmp_path: Path) -> N
     assert _read_all(LibOS.boot(tmp_path / "m.toml").process(), "/result.txt") == b"the result\n"
 
 
+def test_absent_single_file_mount_point_takes_only_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "m.toml").write_text(f'fs.insecure__keys.default = "{KEY_HEX}"\n'
+                                     'fs.mounts = [ { type = "encrypted", path = "/r", uri = "file:results/r" } ]\n')
+    p = LibOS.boot(tmp_path / "m.toml").process()
+    fd = p.open("/elsewhere", os.O_CREAT | os.O_WRONLY)  # in the (tmpfs) root
+    p.close(fd)
+    for call, args, code in ((p.mkdir, ("/r",), errno.EPERM), (p.symlink, ("/elsewhere", "/r"), errno.EPERM),
+                             (p.mkfifo, ("/r",), errno.EPERM), (p.rename, ("/elsewhere", "/r"), errno.EXDEV),
+                             (p.link, ("/elsewhere", "/r"), errno.EXDEV)):
+        with pytest.raises(OSError) as e:
+            call(*args)
+        assert e.value.errno == code, (call, e.value)
+    assert not (tmp_path / "results" / "r").exists()
+    p.mknod("/r", 0o600)  # a regular file: the mount makes it
+    assert p.stat("/r").st_size == 0
+    assert _bound(tmp_path / "results" / "r") == "results/r"
+
+
 def test_single_file_mount_needs_its_folder(tmp_path: Path) -> None:
     (tmp_path / "m.toml").write_text(f'fs.insecure__keys.default = "{KEY_HEX}"\n'
                                      'fs.mounts = [ { type = "encrypted", path = "/r", uri = "file:nodir/r" } ]\n')

@@ -232,6 +232,18 @@ class VFS:
         except FileNotFoundError:
             return None
 
+    def _absent_root(self, parent: Location, name: str) -> Mount | None:
+        """The mount at ``parent/name`` if its root doesn't exist yet (a single-file mount whose
+        file isn't made: only creating a regular file there makes it)."""
+        mount = self.mounts.at(_join(parent.path, name))
+        return mount if mount is not None and mount.root is None else None
+
+    def _create_root(self, ctx: Context, mount: Mount, parent: Location, mode: int, path: str) -> Inode:
+        if mount.readonly:
+            raise err(errno.EROFS, path)
+        return mount.fs.create_root(mode & 0o7777 & ~ctx.umask, ctx.uid,  # type: ignore[attr-defined]
+                                    self._new_gid(ctx, parent))
+
     def realpath(self, ctx: Context, path: str) -> str:
         """The canonical path of ``path`` (symlinks resolved)."""
         return self.lookup(ctx, path).path
@@ -336,6 +348,8 @@ class VFS:
         parent, name, _ = self.lookup_parent(ctx, path)
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
+        if self._absent_root(parent, name) is not None:
+            raise err(errno.EPERM, path)  # a single-file mount takes a regular file only
         self._parent_for_change(ctx, parent, path)
         perm = mode & ~ctx.umask & 0o1777  # mkdir drops set-user/group-ID from its argument...
         if parent.inode.mode & st.S_ISGID:
@@ -352,6 +366,12 @@ class VFS:
         kind = st.S_IFMT(mode) or st.S_IFREG
         if kind not in (st.S_IFREG, st.S_IFIFO):
             raise err(errno.EPERM, path)
+        target = self._absent_root(parent, name)
+        if target is not None:
+            if kind != st.S_IFREG:
+                raise err(errno.EPERM, path)  # a single-file mount takes a regular file only
+            self._create_root(ctx, target, parent, mode, path)
+            return
         self._parent_for_change(ctx, parent, path)
         perm = mode & 0o7777 & ~ctx.umask
         if kind == st.S_IFREG:
@@ -370,6 +390,8 @@ class VFS:
             raise err(errno.EEXIST, path)
         if trailing:
             raise err(errno.ENOENT, path)
+        if self._absent_root(parent, name) is not None:
+            raise err(errno.EPERM, path)  # a single-file mount takes a regular file only
         self._parent_for_change(ctx, parent, path)
         parent.inode.symlink(name, target, ctx.uid, self._new_gid(ctx, parent))
 
@@ -382,7 +404,7 @@ class VFS:
             raise err(errno.ENOENT, new)
         if src.inode.is_dir:
             raise err(errno.EPERM, old)
-        if src.mount is not parent.mount:
+        if src.mount is not parent.mount or self._absent_root(parent, name) is not None:
             raise err(errno.EXDEV, new)
         self._parent_for_change(ctx, parent, new)
         parent.inode.link(name, src.inode)
@@ -426,7 +448,7 @@ class VFS:
         if old_name in (".", "..") or new_name in (".", ".."):
             raise err(errno.EBUSY, old if old_name in (".", "..") else new)
         src = self._child(ctx, old_parent, old_name, old)
-        if old_parent.mount is not new_parent.mount:
+        if old_parent.mount is not new_parent.mount or self._absent_root(new_parent, new_name) is not None:
             raise err(errno.EXDEV, new)
         dst = self._maybe_child(ctx, new_parent, new_name, new)  # as Linux, before the checks below
         if (old_trailing or new_trailing) and not src.inode.is_dir:
@@ -520,12 +542,9 @@ class VFS:
             if loc is None:
                 if trailing:
                     raise err(errno.EISDIR, path)
-                target = self.mounts.at(_join(parent.path, name))
+                target = self._absent_root(parent, name)
                 if target is not None:  # the absent file of a single-file mount: the mount makes it
-                    if target.readonly:
-                        raise err(errno.EROFS, path)
-                    create = target.fs.create_root  # type: ignore[attr-defined]
-                    inode = create(mode & 0o7777 & ~ctx.umask, ctx.uid, self._new_gid(ctx, parent))
+                    inode = self._create_root(ctx, target, parent, mode, path)
                 else:
                     self._parent_for_change(ctx, parent, path)
                     inode = parent.inode.create(name, mode & 0o7777 & ~ctx.umask, ctx.uid,
