@@ -369,6 +369,9 @@ def test_bound_path_by_manifest(tmp_path: Path) -> None:
     assert bound_path_by_manifest(manifest, str(tmp_path / "enc" / "x" / "y")) == "../enc/x/y"
     assert bound_path_by_manifest(manifest, str(tmp_path / "enc")) == "../enc"
     assert bound_path_by_manifest(manifest, str(tmp_path / "app" / "conf" / "cfg.txt")) == "conf/cfg.txt"
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "enc")  # the same host folder by another name
+    assert bound_path_by_manifest(manifest, str(tmp_path / "link" / "y")) == "../enc/y"
     with pytest.raises(BindingError) as e:
         bound_path_by_manifest(manifest, str(tmp_path / "encx" / "y"))
     assert e.value.errno == errno.EINVAL

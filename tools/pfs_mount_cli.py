@@ -42,8 +42,8 @@ def _check_binding(encdir: str, sample: str, key: bytes, bind_prefix: str | None
     rel = os.path.relpath(sample, encdir).replace(os.sep, "/")
     expected = posixpath.join(bind_prefix, rel) if bind_prefix is not None else normalize_bound_path(f"{encdir}/{rel}")
     try:
-        with HostFile(sample) as probe:
-            found = ProtectedFile.open(BorrowedStorage(probe), key, None).bound_path
+        with HostFile(sample) as probe, ProtectedFile.open(BorrowedStorage(probe), key, None) as pf:
+            found = pf.bound_path
     except PfsError:
         return  # not a protected file, or damaged: reported when it is opened
     if found == expected:
