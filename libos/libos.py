@@ -73,7 +73,12 @@ class LibOS:
     @classmethod
     def boot(cls, manifest: Manifest | str | os.PathLike, *, host_env: dict[str, str] | None = None) -> LibOS:
         """Build the file view a manifest defines (``fs.root``, ``fs.mounts``, keys, trusted and
-        allowed files), plus /proc and /dev; no process runs until :meth:`process`."""
+        allowed files), plus /proc and /dev; no process runs until :meth:`process`.
+
+        Raises :class:`~libos.manifest.ManifestError` for an invalid manifest, ``OSError`` if it
+        can't be read, and :class:`~libos.errors.MountError` (naming the mount and its host path)
+        for a mount whose host path is missing or unusable. An encrypted single-file mount may
+        name a file not made yet: an ``O_CREAT`` open makes it, as in Gramine."""
         from .manifest import Manifest as ManifestType
         from .manifest import load_manifest
 
