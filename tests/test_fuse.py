@@ -3,7 +3,7 @@ ordinary programs (cp, dd, sqlite3, tar, git, rsync, python with mmap) work thro
 
 Every test mounts below its own ``tmp_path``; the ``mounter`` fixture unmounts (``fusermount3 -u``,
 lazily if busy) and kills the daemon at teardown, so no mount is left behind even on failure.
-The whole module is skipped when /dev/fuse or fusermount3 is missing.
+The whole module is skipped when /dev/fuse or fusermount3 is missing (under CI=true it fails).
 """
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ from fuse_helpers import (
     sha,
     tree_files,
 )
+from helpers import require
 
 _why = fuse_unavailable()
-if _why:
-    pytest.skip(f"real FUSE mounts unavailable: {_why}", allow_module_level=True)
+require(_why is None, f"real FUSE mounts unavailable: {_why}")
 
 HERE = Path(__file__).resolve().parent
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "gramine-1.9"
 ROUND_TRIP_SIZES = [0, 1, 3072, 3073, 4096 * 97, 5 * 1024 * 1024]
 
 
@@ -167,17 +166,14 @@ def test_round_trip_bind_prefix(tmp_path: Path, key: Path, dirs, mounter: Mounte
 
 
 @pytest.fixture(scope="module")
-def vector_set() -> Path:
-    if not (VECTORS / "MANIFEST.json").is_file():
-        pytest.skip(f"reference vectors not found at {VECTORS}")
-    return VECTORS
+def vector_set(vectors_dir: Path) -> Path:
+    return vectors_dir
 
 
 @pytest.mark.parametrize("sub", ["enc", "enc_v1"])
 def test_gramine_vectors_read(tmp_path: Path, vector_set: Path, mounter: Mounter, sub: str) -> None:
     """Gramine's reference files (bound to enc/NAME) read byte-exactly through a read-only mount."""
-    if not (vector_set / sub).is_dir():
-        pytest.skip(f"no {sub}/ in the vectors")
+    require((vector_set / sub).is_dir(), f"no {sub}/ in the vectors")
     work = tmp_path / "set"
     shutil.copytree(vector_set / sub, work / sub)
     (work / "mnt").mkdir()
@@ -205,7 +201,7 @@ def rw_mount(key: Path, dirs, mounter: Mounter):
     return enc, mnt, m
 
 
-@pytest.mark.skipif(shutil.which("sqlite3") is None, reason="sqlite3 CLI not installed")
+@pytest.mark.require(shutil.which("sqlite3"), "sqlite3 CLI not installed")
 def test_sqlite3(key: Path, rw_mount, mounter: Mounter) -> None:
     enc, mnt, m = rw_mount
     db = mnt / "app.db"
@@ -296,7 +292,7 @@ def test_git_init_add_commit(tmp_path: Path, rw_mount) -> None:
     assert got == expected
 
 
-@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync not installed")
+@pytest.mark.require(shutil.which("rsync"), "rsync not installed")
 def test_rsync(tmp_path: Path, rw_mount) -> None:
     mnt = rw_mount[1]
     src = tmp_path / "src"
@@ -318,7 +314,7 @@ def test_rsync(tmp_path: Path, rw_mount) -> None:
     assert tree_files(out) == tree
 
 
-@pytest.mark.skipif(shutil.which("rsync") is None, reason="rsync not installed")
+@pytest.mark.require(shutil.which("rsync"), "rsync not installed")
 def test_rsync_second_run_transfers_nothing(tmp_path: Path, rw_mount) -> None:
     mnt = rw_mount[1]
     src = tmp_path / "src"
@@ -725,7 +721,7 @@ def test_umount_of_busy_mount_is_refused(rw_mount) -> None:
     m.wait_exit()
 
 
-@pytest.mark.skipif(LIBFUSE3 is None, reason="libfuse3 not installed")
+@pytest.mark.require(LIBFUSE3, "libfuse3 not installed")
 def test_libfuse3_mount_basics(tmp_path: Path, key: Path, dirs, mounter: Mounter) -> None:
     enc, mnt = dirs
     env = {**os.environ, "FUSE_LIBRARY_PATH": str(LIBFUSE3)}
@@ -984,7 +980,7 @@ def test_fuse_device_reads_only_fuse_mounts(tmp_path: Path) -> None:
     assert fuse_device(str(tmp_path / "m"), str(tmp_path / "missing")) is None
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="setting a mount's read-ahead needs root")
+@pytest.mark.require(os.geteuid() == 0, "setting a mount's read-ahead needs root")
 def test_mount_raises_its_read_ahead_and_leaves_the_disk_alone(key: Path, dirs, mounter: Mounter) -> None:
     from vfs.fuse import READ_AHEAD_KB, fuse_device
 
@@ -1063,7 +1059,7 @@ def test_missing_names_are_cached_and_creating_one_shows_at_once(key: Path, dirs
     assert m.log().count("LOOKUP /db-journal") <= 3
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the read-ahead setting is root's to change")
+@pytest.mark.require(os.geteuid() == 0, "the read-ahead setting is root's to change")
 def test_raise_read_ahead_leaves_a_folder_that_is_not_a_mount_alone(tmp_path: Path) -> None:
     """A daemon that checks too late (its mount already gone) must not set the host disk's."""
     from vfs.fuse import raise_read_ahead
