@@ -43,6 +43,8 @@ _why = fuse_unavailable()
 require(_why is None, f"real FUSE mounts unavailable: {_why}")
 
 HERE = Path(__file__).resolve().parent
+LIBFUSE2 = next((p for p in ("/usr/lib/x86_64-linux-gnu/libfuse.so.2", "/usr/lib/aarch64-linux-gnu/libfuse.so.2",
+                             "/usr/lib64/libfuse.so.2") if os.path.exists(p)), None)
 ROUND_TRIP_SIZES = [0, 1, 3072, 3073, 4096 * 97, 5 * 1024 * 1024]
 
 
@@ -436,11 +438,6 @@ def test_rename_over_existing_file(rw_mount) -> None:
     assert sorted(os.listdir(enc)) == ["b"]
 
 
-@pytest.mark.xfail(LIBFUSE_MAJOR == 2, strict=True, reason=(
-    "BUG: the daemon runs on libfuse 2.9 (mfusepy prefers libfuse2, which setup.sh installs as a dependency "
-    "of gocryptfs); FuseBridge.init_with_config then gets config=None, so hard_remove (and use_ino, "
-    "kernel_cache, attr_timeout) are never set: unlinking or renaming over an open file leaves a "
-    "'.fuse_hidden*' entry in the mount and a re-bound '.fuse_hidden*' file in ENCDIR until it is closed"))
 @pytest.mark.parametrize("how", ["unlink", "rename_over"])
 def test_open_replaced_file_leaves_no_hidden_entry(rw_mount, how: str) -> None:
     enc, mnt, _ = rw_mount
@@ -526,9 +523,6 @@ def test_inode_numbers_are_stable(rw_mount) -> None:
     before = os.stat(mnt / "a").st_ino
     os.rename(mnt / "a", mnt / "b")
     assert os.stat(mnt / "b").st_ino == before
-    if LIBFUSE_MAJOR == 2:
-        pytest.xfail("BUG: under libfuse 2 (what mfusepy loads here) use_ino is never set: st_ino is libfuse's "
-                     f"node id ({before}), not the host inode ({os.stat(enc / 'b').st_ino})")
     assert before == os.stat(enc / "b").st_ino
 
 
@@ -719,6 +713,19 @@ def test_umount_of_busy_mount_is_refused(rw_mount) -> None:
     proc = run([PFS, "umount", mnt])
     assert proc.returncode == 0, proc.stderr
     m.wait_exit()
+
+
+def test_daemons_run_on_libfuse3() -> None:
+    """load_mfusepy picks libfuse3 even where libfuse2 is installed beside it (mfusepy's first choice)."""
+    assert LIBFUSE_MAJOR == 3
+
+
+@pytest.mark.require(LIBFUSE2, "libfuse2 not installed")
+def test_libfuse2_is_refused_with_a_clear_error() -> None:
+    code = "from vfs.fuse import load_mfusepy; load_mfusepy()"
+    proc = run([sys.executable, "-c", code], env={**os.environ, "FUSE_LIBRARY_PATH": LIBFUSE2})
+    assert proc.returncode == 1
+    assert "OSError: [Errno 38] libfuse 2 was loaded" in proc.stderr and "needs libfuse3" in proc.stderr
 
 
 @pytest.mark.require(LIBFUSE3, "libfuse3 not installed")
