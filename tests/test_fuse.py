@@ -938,7 +938,7 @@ def test_libos_mount_manifest_view(tmp_path: Path, key: Path, libos_view) -> Non
     assert not list(tmp_path.rglob("tmp.bin"))  # the tmpfs lived in the daemon only
     host = tmp_path / "enc" / "out" / "result.txt"
     assert b"secret result" not in host.read_bytes()
-    proc = decrypt(key, host, tmp_path / "result.txt", "--expect-path", str(host))
+    proc = decrypt(key, host, tmp_path / "result.txt", "--expect-path", "enc/out/result.txt")  # the URI as written
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "result.txt").read_bytes() == secret
 
