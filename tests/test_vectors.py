@@ -296,3 +296,17 @@ def test_fresh_clone_without_vectors_fails_under_ci(fresh_clone: Path, tmp_path:
     ci = _pytest_in(fresh_clone, FRESH_CLONE_SELECTION[0], ci=True, vectors=tmp_path)
     assert ci.returncode == 1, ci.stdout + ci.stderr
     assert "reference vectors not found" in ci.stdout and "CI=true" in ci.stdout, ci.stdout
+
+
+def test_require_marker_skips_locally_and_fails_under_ci(fresh_clone: Path):
+    """``@pytest.mark.require`` (for programs a test runs, root, ...) behaves like require()."""
+    probe = fresh_clone / "tests" / "test_require_probe.py"
+    probe.write_text('import pytest\n\n\n@pytest.mark.require(None, "the probe tool is not installed")\n'
+                     'def test_probe():\n    pass\n')
+    try:
+        local = _pytest_in(fresh_clone, str(probe.relative_to(fresh_clone)), ci=False)
+        assert local.returncode == 0 and "1 skipped" in local.stdout, local.stdout + local.stderr
+        ci = _pytest_in(fresh_clone, str(probe.relative_to(fresh_clone)), ci=True)
+        assert ci.returncode == 1 and "the probe tool is not installed (CI=true" in ci.stdout, ci.stdout
+    finally:
+        probe.unlink()
