@@ -1,6 +1,6 @@
 """Gramine-compatible protected (encrypted) files.
 
-Format v2.0 (reads v1.0), byte-compatible with Gramine's ``pf_crypt``. See docs/pf-format.md.
+Format v2.0 (reads v1.0), byte-compatible with Gramine's ``pf_crypt``. See docs/format.md.
 """
 
 from .errors import (

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 from fuse_helpers import LIBOS, PFS, Mounter, fuse_unavailable, mounted, run
-from host_limits import CI, free_bytes, small_host_fs
+from helpers import require
+from host_limits import free_bytes, small_host_fs
 
 _why = fuse_unavailable()
-if _why:
-    if CI:
-        raise RuntimeError(f"real FUSE mounts unavailable under CI: {_why}")
-    pytest.skip(f"real FUSE mounts unavailable: {_why}", allow_module_level=True)
+require(not _why, f"real FUSE mounts unavailable: {_why}")
 
 HUGE = "999999999999999"
 CONTENT = os.urandom(300_000)

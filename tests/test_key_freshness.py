@@ -23,8 +23,7 @@ from pathlib import Path
 import pytest
 from faulty_storage import FaultPlan, FaultyStorage
 from fuse_helpers import PFS, Mounter, fuse_unavailable, mounted, run
-from helpers import N, decode, spec_counts
-from host_limits import CI
+from helpers import N, decode, require, spec_counts
 
 import pfs.stream as stream
 from pal import HostFile
@@ -230,10 +229,7 @@ _why = fuse_unavailable()
 
 @pytest.fixture
 def mounter(tmp_path: Path):
-    if _why:
-        if CI:
-            pytest.fail(f"real FUSE mounts unavailable under CI: {_why}")
-        pytest.skip(f"real FUSE mounts unavailable: {_why}")
+    require(not _why, f"real FUSE mounts unavailable: {_why}")
     m = Mounter(tmp_path)
     try:
         yield m

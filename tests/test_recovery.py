@@ -6,7 +6,7 @@ truncate, across the main file and the journal) and to snapshot every committed 
 at every call N, in both modes ("fail": that call raises EIO; "stop": power cut, that call
 and all later ones are lost), and the surviving bytes are reopened.
 
-What Gramine's write order guarantees (docs/pf-format.md, crash recovery): the journal (old
+What Gramine's write order guarantees (docs/format.md, crash recovery): the journal (old
 images of every node about to change, then node 1, then node 0) is written and synced before
 node 0 is rewritten with the flag set; only then are the new nodes written, and node 0 last
 with the flag clear. So a fault before the flagged node 0 leaves the file untouched (old);
