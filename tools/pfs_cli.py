@@ -100,7 +100,7 @@ def _status(line: str, output: str) -> None:
 
 def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bind_path: str | None,
              bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, force: bool, no_fsync: bool,
-             follow_symlinks: bool, debug: bool) -> int:
+             follow_symlinks: bool, debug: bool, manifest: str | None = None) -> int:
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
     if bind_path is not None and bind_prefix is not None:
@@ -115,6 +115,12 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
     if output == STDIO and bind_path is None:
         raise UsageProblem("with -o - give --bind-path: the path the encrypted file will be opened as")
     key = _load_key(wrap_key)
+    if manifest is not None:  # bind as the manifest's encrypted mount will open each output
+        if bind_path is not None or bind_prefix is not None:
+            raise UsageProblem("give --manifest or --bind-path/--bind-prefix, not both")
+        from libos.binding import bind_options_from_manifest
+
+        bind_path, bind_prefix = bind_options_from_manifest(manifest, output, tree=tree)
     created: list[str] = []
     walked = None
     if tree:
@@ -162,6 +168,9 @@ def _encrypt_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--bind-prefix", metavar="PREFIX",
                      help="Bind each file to PREFIX/<path relative to the output root> "
                           "(PREFIX/<basename> for a single file)."),
+        click.option("--manifest", metavar="MANIFEST",
+                     help="Bind each output as the encrypted mount of Gramine manifest MANIFEST that covers "
+                          "it will open it: the mount's URI path + the output's path below it."),
         jobs_option, quiet_option, verbose_option, force_option, no_fsync_option, follow_symlinks_option,
         debug_option, click.pass_context,
     ]
