@@ -122,6 +122,9 @@ def test_journals_are_not_inputs_and_one_needing_recovery_is_reported(work: Path
                    for w in found), found
         assert "an earlier write was interrupted" in text and "pfs mount --rw --recovery" in text
     assert not (work / "dec" / "big.bin").exists()
+    (enc / "big.bin.gramine.recovery").unlink()
+    line = assert_one_line_error(run("decrypt", "-w", key_file, "-i", "enc/big.bin", "-o", "one", cwd=work))
+    assert "recovery journal 'enc/big.bin.gramine.recovery' is missing" in line
 
 
 # ---------------------------------------------------------------------- item 13: leftovers of a SIGKILL

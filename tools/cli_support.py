@@ -69,8 +69,12 @@ def _hint(exc: BaseException) -> str | None:
     if isinstance(exc, NotEncryptedError):
         return "is it a plaintext file? 'pfs encrypt' makes encrypted files"
     if isinstance(exc, RecoveryNeededError):
-        return (f"its journal '{exc.path}{RECOVERY_SUFFIX}' can roll it back: open it once with "
-                "recovery, e.g. through 'pfs mount --rw --recovery'")
+        journal = f"{exc.path}{RECOVERY_SUFFIX}"
+        if exc.path is not None and not os.path.exists(journal):
+            return (f"its recovery journal '{journal}' is missing, so the interrupted write can't be rolled "
+                    "back; restore the file from a backup")
+        return (f"its journal '{journal}' can roll it back: open it once with recovery, e.g. through "
+                "'pfs mount --rw --recovery'")
     if isinstance(exc, CorruptedNodeError | TruncatedFileError):
         return "the file is damaged or was tampered with; restore it from a backup"
     if isinstance(exc, UnsupportedVersionError):

@@ -322,7 +322,8 @@ def _format_info(info: dict[str, Any]) -> list[str]:
             f"  Merkle tree      {tree}",
         ]
         if info["trailing_nodes"]:
-            lines.append(f"  trailing nodes   {info['trailing_nodes']} (past what the size needs; ignored)")
+            lines.append(f"  trailing nodes   {info['trailing_nodes']} (past what the size needs: Gramine ignores "
+                         "them, 'pfs verify' reports them)")
     return lines
 
 
