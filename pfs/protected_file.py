@@ -160,7 +160,8 @@ class ProtectedFile:
         name = self.name
         disk_size = self._storage.size()
         if disk_size == 0 or disk_size % NODE_SIZE:
-            if disk_size >= len(FILE_ID) and self._storage.read_at(0, len(FILE_ID)) == FILE_ID:
+            # past one whole node, a file that starts with the file id was cut (or extended)
+            if disk_size > NODE_SIZE and self._storage.read_at(0, len(FILE_ID)) == FILE_ID:
                 raise PartialNodeError(
                     f"{name}: truncated or extended encrypted file: it starts with an encrypted file's "
                     f"header, but its size {disk_size} is not a multiple of {NODE_SIZE} (it ends "

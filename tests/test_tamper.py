@@ -48,7 +48,7 @@ def expected_error(suffix: str) -> type[PfsError]:
 
     - Any on-disk size that is not a positive multiple of 4096 fails check 1 ("invalid header")
       before anything else: all trunc_meta_* variants, trunc_mht_1..9, trunc_data_1/3 and
-      extend_0 (one byte appended); when the file id is there, as a PartialNodeError (a
+      extend_0 (one byte appended); past one whole node, as a PartialNodeError (a
       NotEncryptedError whose message says the file was cut or extended inside a node).
       Check 2 (file id) covers meta_plain_id_*.
     - meta_plain_version_0/1 set the major version byte to 0x00 / 0xff: neither is 1 (which
@@ -70,9 +70,9 @@ def expected_error(suffix: str) -> type[PfsError]:
     if suffix.startswith(("trunc_meta_", "trunc_mht_", "trunc_data_", "extend_", "meta_plain_id_")):
         if suffix in ("trunc_mht_0", "trunc_data_0", "trunc_data_2"):
             return TruncatedFileError
-        if suffix.startswith("meta_plain_id_") or suffix in ("trunc_meta_plain_0", "trunc_meta_plain_1"):
-            return NotEncryptedError
-        return PartialNodeError  # the file id is there: the message says the file was cut/extended
+        if suffix.startswith(("meta_plain_id_", "trunc_meta_")):
+            return NotEncryptedError  # shorter than the header node
+        return PartialNodeError  # a whole header node is there: the message says the file was cut
     if suffix.startswith("meta_plain_version_"):
         return UnsupportedVersionError
     if suffix.startswith(("meta_plain_nonce_", "meta_plain_mac_", "meta_plain_encrypted_")):
