@@ -145,11 +145,12 @@ def _print_failure(result: FileResult, settings: Settings) -> None:
 
 
 debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress bar).")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings (no progress bar).")
 verbose_option = click.option("-v", "--verbose", is_flag=True, help="Print more details.")
 jobs_option = click.option("--jobs", "-j", type=int, default=1, show_default=True,
                            help="Worker processes: over the files of a tree, or for one large file.")
-force_option = click.option("--force", is_flag=True, help="Replace existing output files.")
+force_option = click.option("--force", is_flag=True,
+                            help="Replace existing output files (regular files only, never links or devices).")
 no_fsync_option = click.option(
     "--no-fsync", "no_fsync", is_flag=True,
     help="Don't fsync outputs before renaming them into place (faster; a power cut soon after may lose them).")
