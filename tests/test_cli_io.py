@@ -267,3 +267,12 @@ def test_stdin_redirected_from_a_file(work: Path, key_file: Path, key: bytes) ->
     assert (work / "b.out").read_bytes() == (work / "plain" / "big.bin").read_bytes()
     line = assert_one_line_error(run("decrypt", "-w", key_file, "-i", "-", "-o", "x", "-V", cwd=work), code=2)
     assert "--expect-path" in line
+
+
+def test_gen_key_force_never_replaces_a_link(work: Path) -> None:
+    target = work / "target"
+    target.write_text("precious")
+    (work / "k").symlink_to(target)
+    line = assert_one_line_error(run("gen-key", "-w", "k", "--force", cwd=work), code=2)
+    assert "is a symbolic link" in line
+    assert (work / "k").is_symlink() and target.read_text() == "precious"

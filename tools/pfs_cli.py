@@ -39,7 +39,7 @@ from .cli_support import (
     run_file_jobs,
 )
 from .file_ops import STDIO, op_decrypt, op_encrypt, op_rekey, op_verify, trailing_message
-from .outputs import make_dirs, prune_dirs
+from .outputs import check_output_target, make_dirs, prune_dirs
 from .pfs_command import (
     PfsFileCommand,
     PfsGroup,
@@ -88,6 +88,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def gen_key(ctx: click.Context, wrap_key: str, force: bool, debug: bool) -> int:
     """Create a new random 16-byte wrap key file (mode 0600)."""
     _settings(ctx, debug)
+    if force and not os.path.isdir(wrap_key):
+        check_output_target(wrap_key, force=True)  # --force replaces a regular file, nothing else
     generate_key_file(wrap_key, force=force)
     click.echo(f"wrote a new 16-byte key to {wrap_key} (mode 0600)")
     return 0
