@@ -505,10 +505,12 @@ cli.add_command(umount)
 
 
 def _raw_names_on_stdout() -> None:
-    """File names that are not UTF-8 go to stdout as their raw bytes (as ``ls`` prints them)."""
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(errors="surrogateescape")
+    """File names that are not UTF-8 are printed as their raw bytes (as ``ls`` prints them), on
+    stdout and in messages on stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="surrogateescape")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
