@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .file import OpenFile
@@ -106,6 +107,10 @@ class FuseBridge:
         self._next_fh = 1
         self._lock = threading.Lock()
         self.call_fh = threading.local()  # the handle of a chmod/chown/utimens call (mfusepy drops it)
+        self.owner = os.geteuid()  # the mount's owner: the only user who may open owner-only files
+        self.caller_uid: Callable[[], int] = os.geteuid  # uid of the request being served (set by serve)
+        self.on_init: Callable[[], None] | None = None  # called once the session runs (set by serve)
+        self.unmount_failures: list[str] = []  # what could not be flushed at unmount
         if not writable:
             # nothing to push at close: without a flush callback the kernel stops sending FLUSH
             # (one round trip less per close)
@@ -134,18 +139,32 @@ class FuseBridge:
             if self.writeback:
                 want |= FUSE_CAP_WRITEBACK_CACHE
             conn.want |= want & conn.capable
+        if self.on_init is not None:
+            self.on_init()
 
     def destroy(self, path: str) -> None:
-        """Unmount: close every open file (flushing it) and sync the file systems."""
+        """Unmount: fsync and close every file still open (the kernel never releases them when
+        the session ends on a signal) and sync the file systems. What fails is logged and kept in
+        :attr:`unmount_failures`."""
         with self._lock:
             files = list(self._files.values())
             self._files.clear()
         for file in files:
             try:
+                if file.writable and file.handle is not None:
+                    file.fsync()
                 file.decref()
             except OSError as exc:
-                log.error("flushing %s at unmount failed: %s", file.path, exc)
-        self.vfs.sync()
+                self._unmount_failed(file.path, exc)
+        try:
+            self.vfs.sync()
+        except OSError as exc:
+            self._unmount_failed(exc.filename or "the mount", exc)
+
+    def _unmount_failed(self, path: str, exc: OSError) -> None:
+        message = f"flushing {path} at unmount failed: {exc.strerror or exc}"
+        log.error("%s", message)
+        self.unmount_failures.append(message)
 
     # ------------------------------------------------------------------ handles
 
@@ -160,6 +179,21 @@ class FuseBridge:
         file = self._files.get(fh)
         if file is None:
             raise err(errno.EBADF)
+        return file
+
+    def _owner_gate(self, inode: Any) -> None:
+        """EACCES when ``inode`` is owner-only (``/dev/attestation/keys`` shown with
+        ``--expose-keys``) and the request comes from another user than the mount's owner."""
+        if getattr(inode, "owner_only", False) and self.caller_uid() != self.owner:
+            raise err(errno.EACCES)
+
+    def _owner_check(self, file: OpenFile) -> OpenFile:
+        """``file``, unless :meth:`_owner_gate` refuses it (then it is closed again)."""
+        try:
+            self._owner_gate(file.inode)
+        except OSError:
+            file.decref()
+            raise
         return file
 
     def _check_write(self) -> None:
@@ -351,15 +385,32 @@ class FuseBridge:
 
     def rename(self, old: str, new: str) -> int:
         self._check_write()
-        hidden = self._hidden_name(new)
-        if hidden is not None and hidden not in self._hidden and self._hidden_file(old) is None:
-            try:
-                self.vfs.stat(self.ctx, new, follow=False)
-            except FileNotFoundError:
-                self._hide(old, hidden)
-                return 0
-        self.vfs.rename(self.ctx, old, new)
+        if self._is_hide_rename(old, new):
+            self._hide(old, self._hidden_name(new))  # type: ignore[arg-type]
+        else:
+            self.vfs.rename(self.ctx, old, new)
         return 0
+
+    def _is_hide_rename(self, old: str, new: str) -> bool:
+        """Whether renaming ``old`` to ``new`` is libfuse hiding a removed file: ``new`` is a
+        free name of libfuse's form in the same folder, and ``old`` is open (libfuse hides only
+        files with open handles). Any other rename, a user's to such a name included, is one."""
+        hidden = self._hidden_name(new)
+        if hidden is None or hidden in self._hidden or self._hidden_file(old) is not None:
+            return False
+        if old.rpartition("/")[0] != new.rpartition("/")[0]:
+            return False
+        try:
+            inode = self.vfs.lookup(self.ctx, old, follow=False).inode
+        except FileNotFoundError:
+            return False  # the rename gives ENOENT
+        try:
+            self.vfs.stat(self.ctx, new, follow=False)
+            return False
+        except FileNotFoundError:
+            pass
+        with self._lock:
+            return any(f.inode is inode for f in self._files.values())
 
     def symlink(self, target: str, source: str) -> int:
         """``ln -s source target``: create ``target`` pointing to ``source``."""
@@ -377,8 +428,9 @@ class FuseBridge:
 
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
         self._check_write()
+        self._owner_gate(self.vfs.lookup(self.ctx, path.rpartition("/")[0] or "/").inode)
         file = self.vfs.open(self.ctx, path, self._open_flags(flags) | os.O_CREAT, mode)
-        return self._add(file)
+        return self._add(self._owner_check(file))
 
     def open(self, path: str, flags: int) -> int:
         if flags & 3 != os.O_RDONLY or flags & os.O_TRUNC:
@@ -386,7 +438,7 @@ class FuseBridge:
         hidden = self._hidden_file(path)
         if hidden is not None:  # an unlinked file opened again (through /proc/PID/fd/N)
             return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags)))
-        return self._add(self.vfs.open(self.ctx, path, self._open_flags(flags)))
+        return self._add(self._owner_check(self.vfs.open(self.ctx, path, self._open_flags(flags))))
 
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
         return self._file(fh).pread(size, offset)
@@ -433,6 +485,7 @@ class FuseBridge:
         """A handle on the folder (later calls on it may come without a path)."""
         self.vfs.listdir(self.ctx, path)  # errors (ENOTDIR, EACCES) at open, as the kernel expects
         loc = self.vfs.pin(self.vfs.lookup(self.ctx, path))
+        self._owner_gate(loc.inode)
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
@@ -501,20 +554,77 @@ def _raise_read_ahead_when_mounted(real_mountpoint: str, timeout: float = 10.0) 
         time.sleep(0.02)
 
 
+class FuseError(OSError):
+    """Mounting or serving failed (``strerror`` says what and what to do)."""
+
+
+class UnmountFlushError(FuseError):
+    """The mount ended, but some files could not be flushed (``failures``: one line each)."""
+
+    def __init__(self, failures: list[str]):
+        super().__init__(errno.EIO, "; ".join(failures))
+        self.failures = failures
+
+
+# what fuse_main_real's non-zero results mean (libfuse 3 helper.c)
+_FUSE_MAIN_FAILURES = {
+    1: "libfuse refused the mount options", 2: "no mount point was given", 3: "libfuse refused the mount options",
+    4: "the mount failed", 5: "libfuse could not detach", 6: "libfuse could not set its signal handlers",
+    7: "libfuse could not start its threads", 8: "the FUSE session ended with an error",
+}
+
+
+def check_fuse_device(device: str = "/dev/fuse") -> None:
+    """Raise :class:`FuseError` (one clear line) when this user can't open the FUSE device:
+    libfuse then fails without falling back to ``fusermount3``."""
+    try:
+        os.close(os.open(device, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+            what = f"{device} is missing (load the fuse module: 'modprobe fuse')"
+        else:
+            what = (f"{device}: {exc.strerror} for uid {os.geteuid()}; mount as root, or ask the "
+                    f"administrator to let this user open {device} (it is usually mode 0666)")
+        raise FuseError(exc.errno, f"can't use FUSE: {what}") from None
+
+
 def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
           debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
-          direct_io: bool = False, multithreaded: bool = False) -> None:
+          direct_io: bool = False, multithreaded: bool = False, ready: Callable[[], None] | None = None) -> None:
     """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks).
 
     ``direct_io`` bypasses the kernel's page cache: needed when the VFS has files whose size
     isn't known before they are read (/proc), at the cost of caching and of shared mmap.
     ``multithreaded`` serves requests from several libfuse threads: needed when a request may
     block (FIFOs, pipes); otherwise one thread is faster (the threads only contend for the GIL:
-    measured 1.3-1.8x on sequential I/O).
+    measured 1.3-1.8x on sequential I/O). ``ready`` is called once the mount is up.
+
+    Called from a process's main thread, SIGTERM, SIGINT and SIGHUP unmount cleanly
+    (:mod:`vfs.fuse_stop`): what programs wrote is flushed and encrypted first, and serve
+    returns normally. Raises :class:`FuseError` if the mount can't be made, and
+    :class:`UnmountFlushError` if files could not be flushed at the end.
     """
+    from .fuse_stop import SignalStop
+
     mfusepy = load_mfusepy()
+    check_fuse_device()
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
                         direct_io=direct_io)
+    bridge.caller_uid = lambda: mfusepy.fuse_get_context()[0]
+    stopper = SignalStop(mountpoint) if threading.current_thread() is threading.main_thread() else None
+
+    def started() -> None:
+        fuse_ptr = ctypes.c_void_p(mfusepy._libfuse.fuse_get_context().contents.fuse)
+
+        def exit_session() -> None:
+            mfusepy._libfuse.fuse_exit(fuse_ptr)
+
+        if stopper is not None and stopper.started(exit_session):
+            exit_session()  # a stop signal came while mounting
+        if ready is not None:
+            ready()
+
+    bridge.on_init = started
     options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True,
                                # also set in init_with_config; mfusepy moves it where libfuse wants
                                "use_ino": True}
@@ -587,4 +697,13 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
 
     threading.Thread(target=_raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),), daemon=True).start()
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
-    Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
+    with stopper or contextlib.nullcontext():
+        try:
+            Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
+        except RuntimeError as exc:  # fuse_main_real's result (libfuse printed why on stderr)
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            what = _FUSE_MAIN_FAILURES.get(code, f"libfuse failed ({exc})")
+            raise FuseError(errno.EIO, f"FUSE at '{mountpoint}': {what} (libfuse error {code}; "
+                                       "its own message is just before this one)") from None
+    if bridge.unmount_failures:
+        raise UnmountFlushError(bridge.unmount_failures)

@@ -1,0 +1,114 @@
+"""Stopping a FUSE mount on SIGTERM, SIGINT or SIGHUP without losing what programs wrote.
+
+libfuse's own handlers end the session loop at once. With the writeback cache, data a program
+has written (and ``flush()``ed in its own buffers) may still be dirty pages in the kernel: they
+would never reach the daemon, and the file would lose them although the program holds it open.
+So while a mount is served the stop signals are blocked in every thread (libfuse's handlers then
+never run) and one watcher thread takes them with ``sigwait``. On a stop signal it
+
+1. has the kernel write back every dirty page of the mount (``syncfs``, answered by the still
+   running session loop),
+2. ends the session loop (``fuse_exit`` plus one request to wake it up),
+
+after which libfuse unmounts and calls ``destroy``, where the bridge fsyncs and closes every file
+still open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger("vfs.fuse")
+
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+def syncfs(path: str) -> None:
+    """``syncfs(2)`` of the file system mounted at ``path`` (OSError on failure)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), path)
+    finally:
+        os.close(fd)
+
+
+class SignalStop:
+    """Context manager: while it is active, SIGTERM/SIGINT/SIGHUP stop the session cleanly.
+
+    Only for the main thread of a process that is the mount's daemon (the signals of the whole
+    process are taken). ``exit_session`` ends the session loop; it is given once the session has
+    started (:meth:`started`, called from a request of the loop).
+    """
+
+    def __init__(self, mountpoint: str):
+        self.mountpoint = mountpoint
+        self.received: int | None = None
+        self._exit_session: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+        self._done = False
+        self._thread: threading.Thread | None = None
+        self._old_mask: set[int] | None = None
+
+    def __enter__(self) -> SignalStop:
+        self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        self._thread = threading.Thread(target=self._watch, name="fuse-signals", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+        if self._thread is not None and self._thread.is_alive():
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pthread_kill(self._thread.ident, signal.SIGTERM)  # type: ignore[arg-type]
+            self._thread.join(10)
+        # stop signals that came while the mount was going away: it is gone, nothing is left to do
+        while signal.sigtimedwait(STOP_SIGNALS, 0) is not None:
+            pass
+        if self._old_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+
+    def started(self, exit_session: Callable[[], None]) -> bool:
+        """The session loop runs (called from within a request). Returns True when a stop signal
+        came before: then the caller ends the session at once (``exit_session()``)."""
+        with self._lock:
+            self._exit_session = exit_session
+            return self.received is not None
+
+    def _watch(self) -> None:
+        while True:
+            sig = signal.sigwait(STOP_SIGNALS)
+            with self._lock:
+                if self._done:
+                    return
+                first = self.received is None
+                if first:
+                    self.received = sig
+                exit_session = self._exit_session
+            if not first:
+                log.info("%s again: the mount at %s is already being unmounted", signal.Signals(sig).name,
+                         self.mountpoint)
+                continue
+            log.info("%s: flushing and unmounting %s", signal.Signals(sig).name, self.mountpoint)
+            if exit_session is None:
+                continue  # not mounted yet: started() ends the session as soon as it runs
+            self._stop(exit_session)
+
+    def _stop(self, exit_session: Callable[[], None]) -> None:
+        try:
+            syncfs(self.mountpoint)  # the kernel's dirty pages become WRITE requests now
+        except OSError as exc:
+            log.error("writing back the kernel's cached writes of %s failed: %s", self.mountpoint,
+                      exc.strerror or exc)
+        exit_session()
+        with contextlib.suppress(OSError):
+            os.statvfs(self.mountpoint)  # a request that wakes the loop up, which then sees it must end
