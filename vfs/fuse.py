@@ -110,7 +110,7 @@ class FuseBridge:
         self.owner = os.geteuid()  # the mount's owner: the only user who may open owner-only files
         self.caller_uid: Callable[[], int] = os.geteuid  # uid of the request being served (set by serve)
         self.on_init: Callable[[], None] | None = None  # called once the session runs (set by serve)
-        self.unmount_failures: list[str] = []  # what could not be flushed at unmount
+        self.failures: list[str] = []  # writes lost where no program may hear of it: write-back, last closes, unmount
         if not writable:
             # nothing to push at close: without a flush callback the kernel stops sending FLUSH
             # (one round trip less per close)
@@ -145,7 +145,7 @@ class FuseBridge:
     def destroy(self, path: str) -> None:
         """Unmount: fsync and close every file still open (the kernel never releases them when
         the session ends on a signal) and sync the file systems. What fails is logged and kept in
-        :attr:`unmount_failures`."""
+        :attr:`failures`."""
         with self._lock:
             files = list(self._files.values())
             self._files.clear()
@@ -155,16 +155,20 @@ class FuseBridge:
                     file.fsync()
                 file.decref()
             except OSError as exc:
-                self._unmount_failed(file.path, exc)
+                self._failed(f"flushing {file.path} at unmount failed", exc)
         try:
             self.vfs.sync()
         except OSError as exc:
-            self._unmount_failed(exc.filename or "the mount", exc)
+            self._failed(f"flushing {exc.filename or 'the mount'} at unmount failed", exc)
 
-    def _unmount_failed(self, path: str, exc: OSError) -> None:
-        message = f"flushing {path} at unmount failed: {exc.strerror or exc}"
+    def _failed(self, what: str, exc: OSError) -> None:
+        """A write lost where no program may hear of it: logged, and in the mount's result."""
+        message = f"{what}: {exc.strerror or exc}"
+        with self._lock:
+            if any(f.startswith(f"{what}: ") for f in self.failures):
+                return  # once per file (a failed write-back comes page after page)
+            self.failures.append(message)
         log.error("%s", message)
-        self.unmount_failures.append(message)
 
     # ------------------------------------------------------------------ handles
 
@@ -448,7 +452,13 @@ class FuseBridge:
         return self._file(fh).preadinto(buf, offset)
 
     def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
-        return self._file(fh).pwrite(data, offset)
+        file = self._file(fh)
+        try:
+            return file.pwrite(data, offset)
+        except OSError as exc:
+            if self.writeback:  # the kernel's write-back: at best the program sees EIO at close
+                self._failed(f"writing {file.path} failed", exc)
+            raise
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
         self._check_write()
@@ -467,18 +477,30 @@ class FuseBridge:
         """``close()`` of a descriptor: push the file's changes to the host (no fsync)."""
         file = self._files.get(fh)
         if file is not None and file.handle is not None and file.writable:
-            file.handle.flush()
+            try:
+                file.handle.flush()
+            except OSError as exc:  # the program's close() gets the error; the log says which file
+                log.error("writing %s failed: %s", file.path, exc.strerror or exc)
+                raise
         return 0
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
-        self._file(fh).fsync()
+        file = self._file(fh)
+        try:
+            file.fsync()
+        except OSError as exc:
+            log.error("fsync of %s failed: %s", file.path, exc.strerror or exc)
+            raise
         return 0
 
     def release(self, path: str | None, fh: int) -> int:
         with self._lock:
             file = self._files.pop(fh, None)
         if file is not None:
-            file.decref()
+            try:
+                file.decref()
+            except OSError as exc:  # the kernel drops a release's error: the daemon's result has it
+                self._failed(f"writing {file.path} at its last close failed", exc)
         return 0
 
     def opendir(self, path: str) -> int:
@@ -559,7 +581,8 @@ class FuseError(OSError):
 
 
 class UnmountFlushError(FuseError):
-    """The mount ended, but some files could not be flushed (``failures``: one line each)."""
+    """The mount ended, but writes were lost where no program was told (at a file's last close,
+    or at unmount); ``failures``: one line each."""
 
     def __init__(self, failures: list[str]):
         super().__init__(errno.EIO, "; ".join(failures))
@@ -705,5 +728,5 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             what = _FUSE_MAIN_FAILURES.get(code, f"libfuse failed ({exc})")
             raise FuseError(errno.EIO, f"FUSE at '{mountpoint}': {what} (libfuse error {code}; "
                                        "its own message is just before this one)") from None
-    if bridge.unmount_failures:
-        raise UnmountFlushError(bridge.unmount_failures)
+    if bridge.failures:
+        raise UnmountFlushError(bridge.failures)
