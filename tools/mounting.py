@@ -34,6 +34,9 @@ from .mount_state import (
 READY_TIMEOUT = 20.0
 EXIT_TIMEOUT = 300.0  # how long `pfs umount` waits for the daemon to flush and exit
 
+# a FUSE mount whose daemon is gone: stat gives ENOTCONN, statfs ECONNABORTED (Linux 6.x)
+DEAD_MOUNT_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED)
+
 Serve = Callable[[Callable[[], None]], None]  # serve(ready): blocks until unmounted, calls ready() once up
 
 
@@ -43,22 +46,23 @@ def _stale_message(mountpoint: str) -> str:
 
 
 def is_stale(mountpoint: str) -> bool:
-    """Whether ``mountpoint`` is a FUSE mount whose daemon is gone (stat gives ENOTCONN)."""
+    """Whether ``mountpoint`` is a FUSE mount whose daemon is gone (ENOTCONN). Asked with
+    statvfs: the kernel answers a stat from its attribute cache for a while."""
     try:
-        os.stat(mountpoint)
+        os.statvfs(mountpoint)
     except OSError as exc:
-        return exc.errno == errno.ENOTCONN
+        return exc.errno in DEAD_MOUNT_ERRNOS
     return False
 
 
 def check_mountpoint(mountpoint: str) -> None:
     """Refuse a mount point that is missing, not a folder, already mounted, or not empty."""
     try:
-        os.stat(mountpoint)
+        os.statvfs(mountpoint)
     except FileNotFoundError:
         raise CliError(f"mount point '{mountpoint}' does not exist; create it with 'mkdir {mountpoint}'") from None
     except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
+        if exc.errno in DEAD_MOUNT_ERRNOS:
             raise CliError(f"{_stale_message(mountpoint)}; clean it up with 'pfs umount {mountpoint}', "
                            "then mount again") from None
         raise CliError(f"can't use mount point '{mountpoint}': {exc.strerror}") from None

@@ -185,6 +185,12 @@ class FuseBridge:
             raise err(errno.EBADF)
         return file
 
+    def open_for_writing(self) -> list[str]:
+        """Paths of the regular files open for writing (those with a path still)."""
+        with self._lock:
+            files = list(self._files.values())
+        return sorted({f.path for f in files if f.writable and f.inode.is_reg and f.path})
+
     def _owner_gate(self, inode: Any) -> None:
         """EACCES when ``inode`` is owner-only (``/dev/attestation/keys`` shown with
         ``--expose-keys``) and the request comes from another user than the mount's owner."""
@@ -634,7 +640,8 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
                         direct_io=direct_io)
     bridge.caller_uid = lambda: mfusepy.fuse_get_context()[0]
-    stopper = SignalStop(mountpoint) if threading.current_thread() is threading.main_thread() else None
+    stopper = SignalStop(mountpoint, bridge.open_for_writing) \
+        if threading.current_thread() is threading.main_thread() else None
 
     def started() -> None:
         fuse_ptr = ctypes.c_void_p(mfusepy._libfuse.fuse_get_context().contents.fuse)
@@ -718,9 +725,11 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         def utimens_fuse_3(self, path, buf, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).utimens_fuse_3(path, buf, fip))
 
-    threading.Thread(target=_raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),), daemon=True).start()
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
     with stopper or contextlib.nullcontext():
+        # started here: the thread inherits the blocked stop signals
+        threading.Thread(target=_raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),),
+                         daemon=True).start()
         try:
             Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
         except RuntimeError as exc:  # fuse_main_real's result (libfuse printed why on stderr)

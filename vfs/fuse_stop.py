@@ -6,9 +6,11 @@ would never reach the daemon, and the file would lose them although the program 
 So while a mount is served the stop signals are blocked in every thread (libfuse's handlers then
 never run) and one watcher thread takes them with ``sigwait``. On a stop signal it
 
-1. has the kernel write back every dirty page of the mount (``syncfs``, answered by the still
-   running session loop),
-2. ends the session loop (``fuse_exit`` plus one request to wake it up),
+1. has the kernel write back the mount's dirty pages: ``syncfs`` starts it (since Linux 6.x it
+   doesn't wait for FUSE's write-back), then an ``fsync`` of every file open for writing, opened
+   again through the mount, waits for it (the still running session loop answers both);
+2. ends the session loop (``fuse_exit``, and a signal to the loop's thread that interrupts its
+   wait for the next request),
 
 after which libfuse unmounts and calls ``destroy``, where the bridge fsyncs and closes every file
 still open.
@@ -27,6 +29,7 @@ from collections.abc import Callable
 log = logging.getLogger("vfs.fuse")
 
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+WAKE_SIGNAL = signal.SIGUSR1  # interrupts the session loop's read of /dev/fuse (EINTR: no SA_RESTART)
 
 
 def syncfs(path: str) -> None:
@@ -49,9 +52,12 @@ class SignalStop:
     started (:meth:`started`, called from a request of the loop).
     """
 
-    def __init__(self, mountpoint: str):
+    def __init__(self, mountpoint: str, open_paths: Callable[[], list[str]]):
         self.mountpoint = mountpoint
+        self.open_paths = open_paths  # paths (in the mount) of the files open for writing
         self.received: int | None = None
+        self._loop_thread = threading.get_ident()
+        self._old_wake: object = None
         self._exit_session: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._done = False
@@ -59,6 +65,8 @@ class SignalStop:
         self._old_mask: set[int] | None = None
 
     def __enter__(self) -> SignalStop:
+        self._loop_thread = threading.get_ident()
+        self._old_wake = signal.signal(WAKE_SIGNAL, lambda *_: None)
         self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         self._thread = threading.Thread(target=self._watch, name="fuse-signals", daemon=True)
         self._thread.start()
@@ -76,6 +84,7 @@ class SignalStop:
             pass
         if self._old_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+        signal.signal(WAKE_SIGNAL, self._old_wake)  # type: ignore[arg-type]
 
     def started(self, exit_session: Callable[[], None]) -> bool:
         """The session loop runs (called from within a request). Returns True when a stop signal
@@ -109,6 +118,23 @@ class SignalStop:
         except OSError as exc:
             log.error("writing back the kernel's cached writes of %s failed: %s", self.mountpoint,
                       exc.strerror or exc)
+        for path in self.open_paths():
+            self._fsync(path)
         exit_session()
-        with contextlib.suppress(OSError):
-            os.statvfs(self.mountpoint)  # a request that wakes the loop up, which then sees it must end
+        with contextlib.suppress(ProcessLookupError, OSError):
+            signal.pthread_kill(self._loop_thread, WAKE_SIGNAL)
+
+    def _fsync(self, path: str) -> None:
+        """fsync the mount's file ``path``: returns once the kernel has written back its pages."""
+        full = self.mountpoint.rstrip("/") + path
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:  # renamed or removed meanwhile: syncfs has started its write-back
+            log.debug("can't reopen %s to fsync it: %s", full, exc)
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            log.error("writing back the cached writes of %s failed: %s", full, exc.strerror or exc)
+        finally:
+            os.close(fd)
