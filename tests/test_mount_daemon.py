@@ -315,8 +315,12 @@ def test_log_file_symlink_is_refused(tmp_path: Path, key: Path, dirs, mounter: M
     link = tmp_path / "daemon.log"
     link.symlink_to(target)
     proc = run([PFS, "mount", "-w", key, enc, mnt, "--log", link])
-    one_line_error(proc, "symbolic link", str(link))
-    assert not mounted(mnt)
+    try:
+        one_line_error(proc, "symbolic link", str(link))
+        assert not mounted(mnt)
+    finally:
+        if mounted(mnt):
+            run(["fusermount3", "-u", "-z", mnt])
     assert target.read_text() == "not a log\n"
     log = tmp_path / "real.log"
     mounter.pfs(key, enc, mnt, "--log", str(log), background=True)

@@ -4,8 +4,10 @@ Every request goes through the same VFS the LibOS uses, so what a mount shows is
 an application inside the LibOS sees. Open files are kept by handle number. A file unlinked (or
 replaced by a rename) while open stays fully usable, ``fstat`` included: libfuse's high-level
 API names such a file by a path in its requests, so it "hides" it by renaming it to
-``.fuse_hiddenNNNN``; the bridge turns that rename into a real unlink and answers for the hidden
-name from the open handles, so nothing is ever left in the user's folder, even after a crash.
+``.fuse_hiddenNNNN``; the bridge turns that rename (of a file it has open handles of, to a free
+name in the same folder: any other rename is a rename) into a real unlink and answers for the
+hidden name from the open handles, so nothing is ever left in the user's folder, even after a
+crash. Stopping on a signal and the session's errors are :mod:`vfs.fuse_session`.
 The kernel's page cache is used where that is safe: attributes and entries (names that don't
 exist too) are cached for a second, file data is kept across opens (``kernel_cache``: only
 this daemon changes the files), and a writable mount enables the writeback cache, which
@@ -27,6 +29,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .file import OpenFile
+from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
+from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
 from .node import Stat, err
 from .vfs import VFS, Location
 
@@ -527,96 +531,6 @@ class FuseBridge:
         return 0
 
 
-READ_AHEAD_KB = 4096  # the kernel's read-ahead for the mount: bigger requests, fewer round trips
-
-
-def fuse_device(mountpoint: str, mountinfo: str = "/proc/self/mountinfo", *, resolve: bool = True) -> str | None:
-    """``major:minor`` of the FUSE file system mounted at ``mountpoint``, or None when the top
-    mount there is not FUSE (or nothing is mounted there). ``resolve=False``: ``mountpoint`` is
-    already a real path, and nothing on it is touched (no path lookup that could hold the mount
-    busy while someone unmounts it)."""
-    target = os.path.realpath(mountpoint) if resolve else mountpoint
-    found = None
-    try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) < 7 or "-" not in fields[6:]:
-                    continue
-                if _unescape_mount_field(fields[4]) == target:  # a later line is a mount on top
-                    fstype = fields[fields.index("-", 6) + 1]
-                    found = fields[2] if fstype == "fuse" or fstype.startswith("fuse.") else None
-    except OSError:
-        return None
-    return found
-
-
-def _unescape_mount_field(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes (``\\040``)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def raise_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB, *, resolve: bool = True) -> None:
-    """Set the kernel's read-ahead of the FUSE file system mounted at ``mountpoint``. The kernel
-    gives FUSE mounts 128 KiB, which makes a sequential read one small request after another
-    (4 MiB measured 2.2x faster on cold reads here). Needs root; otherwise the default stays.
-    Only a FUSE mount's setting is touched, never the disk's under a folder that isn't (or is no
-    longer) mounted."""
-    dev = fuse_device(mountpoint, resolve=resolve)
-    if dev is None:
-        return
-    with contextlib.suppress(OSError), open(f"/sys/class/bdi/{dev}/read_ahead_kb", "w") as f:
-        f.write(str(kb))
-
-
-def _raise_read_ahead_when_mounted(real_mountpoint: str, timeout: float = 10.0) -> None:
-    """Watch the mount table (never the mount point itself: a stat of it while the user unmounts
-    would make the unmount fail with EBUSY) and raise the read-ahead once the mount is there."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fuse_device(real_mountpoint, resolve=False) is not None:
-            raise_read_ahead(real_mountpoint, resolve=False)
-            return
-        time.sleep(0.02)
-
-
-class FuseError(OSError):
-    """Mounting or serving failed (``strerror`` says what and what to do)."""
-
-
-class UnmountFlushError(FuseError):
-    """The mount ended, but writes were lost where no program was told (at a file's last close,
-    or at unmount); ``failures``: one line each."""
-
-    def __init__(self, failures: list[str]):
-        super().__init__(errno.EIO, "; ".join(failures))
-        self.failures = failures
-
-
-# what fuse_main_real's non-zero results mean (libfuse 3 helper.c)
-_FUSE_MAIN_FAILURES = {
-    1: "libfuse refused the mount options", 2: "no mount point was given", 3: "libfuse refused the mount options",
-    4: "the mount failed", 5: "libfuse could not detach", 6: "libfuse could not set its signal handlers",
-    7: "libfuse could not start its threads", 8: "the FUSE session ended with an error",
-}
-
-
-def check_fuse_device(device: str = "/dev/fuse") -> None:
-    """Raise :class:`FuseError` (one clear line) when this user can't open the FUSE device:
-    libfuse then fails without falling back to ``fusermount3``."""
-    try:
-        os.close(os.open(device, os.O_RDWR | os.O_CLOEXEC))
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
-            what = f"{device} is missing (load the fuse module: 'modprobe fuse')"
-        else:
-            what = (f"{device}: {exc.strerror} for uid {os.geteuid()}; mount as root, or ask the "
-                    f"administrator to let this user open {device} (it is usually mode 0666)")
-        raise FuseError(exc.errno, f"can't use FUSE: {what}") from None
-
-
 def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
           debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
           direct_io: bool = False, multithreaded: bool = False, ready: Callable[[], None] | None = None) -> None:
@@ -629,12 +543,10 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     measured 1.3-1.8x on sequential I/O). ``ready`` is called once the mount is up.
 
     Called from a process's main thread, SIGTERM, SIGINT and SIGHUP unmount cleanly
-    (:mod:`vfs.fuse_stop`): what programs wrote is flushed and encrypted first, and serve
+    (:mod:`vfs.fuse_session`): what programs wrote is flushed and encrypted first, and serve
     returns normally. Raises :class:`FuseError` if the mount can't be made, and
     :class:`UnmountFlushError` if files could not be flushed at the end.
     """
-    from .fuse_stop import SignalStop
-
     mfusepy = load_mfusepy()
     check_fuse_device()
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
@@ -728,13 +640,13 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
     with stopper or contextlib.nullcontext():
         # started here: the thread inherits the blocked stop signals
-        threading.Thread(target=_raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),),
+        threading.Thread(target=raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),),
                          daemon=True).start()
         try:
             Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
         except RuntimeError as exc:  # fuse_main_real's result (libfuse printed why on stderr)
             code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-            what = _FUSE_MAIN_FAILURES.get(code, f"libfuse failed ({exc})")
+            what = FUSE_MAIN_FAILURES.get(code, f"libfuse failed ({exc})")
             raise FuseError(errno.EIO, f"FUSE at '{mountpoint}': {what} (libfuse error {code}; "
                                        "its own message is just before this one)") from None
     if bridge.failures:

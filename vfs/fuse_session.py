@@ -1,4 +1,5 @@
-"""Stopping a FUSE mount on SIGTERM, SIGINT or SIGHUP without losing what programs wrote.
+"""A FUSE session's life: its errors, the device check before mounting, and stopping on
+SIGTERM, SIGINT or SIGHUP without losing what programs wrote.
 
 libfuse's own handlers end the session loop at once. With the writeback cache, data a program
 has written (and ``flush()``ed in its own buffers) may still be dirty pages in the kernel: they
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -30,6 +32,41 @@ log = logging.getLogger("vfs.fuse")
 
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 WAKE_SIGNAL = signal.SIGUSR1  # interrupts the session loop's read of /dev/fuse (EINTR: no SA_RESTART)
+
+
+class FuseError(OSError):
+    """Mounting or serving failed (``strerror`` says what and what to do)."""
+
+
+class UnmountFlushError(FuseError):
+    """The mount ended, but writes were lost where no program was told (at a file's last close,
+    or at unmount); ``failures``: one line each."""
+
+    def __init__(self, failures: list[str]):
+        super().__init__(errno.EIO, "; ".join(failures))
+        self.failures = failures
+
+
+# what fuse_main_real's non-zero results mean (libfuse 3 helper.c)
+FUSE_MAIN_FAILURES = {
+    1: "libfuse refused the mount options", 2: "no mount point was given", 3: "libfuse refused the mount options",
+    4: "the mount failed", 5: "libfuse could not detach", 6: "libfuse could not set its signal handlers",
+    7: "libfuse could not start its threads", 8: "the FUSE session ended with an error",
+}
+
+
+def check_fuse_device(device: str = "/dev/fuse") -> None:
+    """Raise :class:`FuseError` (one clear line) when this user can't open the FUSE device:
+    libfuse then fails without falling back to ``fusermount3``."""
+    try:
+        os.close(os.open(device, os.O_RDWR | os.O_CLOEXEC))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+            what = f"{device} is missing (load the fuse module: 'modprobe fuse')"
+        else:
+            what = (f"{device}: {exc.strerror} for uid {os.geteuid()}; mount as root, or ask the "
+                    f"administrator to let this user open {device} (it is usually mode 0666)")
+        raise FuseError(exc.errno, f"can't use FUSE: {what}") from None
 
 
 def syncfs(path: str) -> None:
