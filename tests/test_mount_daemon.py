@@ -438,3 +438,35 @@ def test_mount_without_fuse_access_says_so(public: Path, key: Path, foreground: 
     finally:
         if mounted(public / "mnt"):
             run(["fusermount3", "-u", "-z", public / "mnt"])
+
+
+def test_bridge_opens_exposed_keys_for_the_owner_uid_only() -> None:
+    """The daemon's own rule, for a request the kernel lets through (root, when the mount's owner
+    isn't root): the uid of the FUSE request must be the owner's."""
+    from vfs.dev import DevFs
+    from vfs.encrypted import KeyStore
+    from vfs.fuse import FuseBridge
+    from vfs.mount import MountTable
+    from vfs.vfs import VFS
+
+    secret = os.urandom(16)
+    dev = DevFs(KeyStore({"default": secret}), stdio=False)
+    dev.host_view(expose=True, owner=(1000, 1000))
+    vfs = VFS(MountTable())
+    vfs.mounts.mount("/", dev)
+    bridge = FuseBridge(vfs)
+    bridge.owner = 1000
+    bridge.caller_uid = lambda: 0
+    for call in (lambda: bridge.open("/attestation/keys/default", os.O_RDONLY),
+                 lambda: bridge.open("/attestation/keys/default", os.O_WRONLY),
+                 lambda: bridge.create("/attestation/keys/new", 0o600, os.O_WRONLY),
+                 lambda: bridge.opendir("/attestation/keys")):
+        with pytest.raises(OSError) as info:
+            call()
+        assert info.value.errno == errno.EACCES
+    assert "new" not in [name for name, _, _ in vfs.listdir(bridge.ctx, "/attestation/keys")]
+    bridge.caller_uid = lambda: 1000
+    fh = bridge.open("/attestation/keys/default", os.O_RDONLY)
+    assert bridge.read(None, 16, 0, fh) == secret
+    bridge.release(None, fh)
+    assert bridge.stat("/attestation/keys/default").st_mode & 0o777 == 0o600
