@@ -114,6 +114,7 @@ class FuseBridge:
         self.owner = os.geteuid()  # the mount's owner: the only user who may open owner-only files
         self.caller_uid: Callable[[], int] = os.geteuid  # uid of the request being served (set by serve)
         self.on_init: Callable[[], None] | None = None  # called once the session runs (set by serve)
+        self.on_destroy: Callable[[], None] | None = None  # called when libfuse destroys it (set by serve)
         self.failures: list[str] = []  # writes lost where no program may hear of it: write-back, last closes, unmount
         if not writable:
             # nothing to push at close: without a flush callback the kernel stops sending FLUSH
@@ -150,6 +151,8 @@ class FuseBridge:
         """Unmount: fsync and close every file still open (the kernel never releases them when
         the session ends on a signal) and sync the file systems. What fails is logged and kept in
         :attr:`failures`."""
+        if self.on_destroy is not None:
+            self.on_destroy()
         with self._lock:
             files = list(self._files.values())
             self._files.clear()
@@ -567,6 +570,8 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             ready()
 
     bridge.on_init = started
+    if stopper is not None:
+        bridge.on_destroy = stopper.ended
     options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True,
                                # also set in init_with_config; mfusepy moves it where libfuse wants
                                "use_ino": True}

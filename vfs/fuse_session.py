@@ -130,6 +130,12 @@ class SignalStop:
             self._exit_session = exit_session
             return self.received is not None
 
+    def ended(self) -> None:
+        """The session is being destroyed (libfuse frees it next): never end it from now on."""
+        with self._lock:
+            self._exit_session = None
+            self._done = True
+
     def _watch(self) -> None:
         while True:
             sig = signal.sigwait(STOP_SIGNALS)
@@ -146,10 +152,10 @@ class SignalStop:
                 continue
             log.info("%s: flushing and unmounting %s", signal.Signals(sig).name, self.mountpoint)
             if exit_session is None:
-                continue  # not mounted yet: started() ends the session as soon as it runs
-            self._stop(exit_session)
+                continue  # not mounted yet (started() ends the session as soon as it runs), or gone
+            self._stop()
 
-    def _stop(self, exit_session: Callable[[], None]) -> None:
+    def _stop(self) -> None:
         try:
             syncfs(self.mountpoint)  # the kernel's dirty pages become WRITE requests now
         except OSError as exc:
@@ -157,7 +163,10 @@ class SignalStop:
                       exc.strerror or exc)
         for path in self.open_paths():
             self._fsync(path)
-        exit_session()
+        with self._lock:  # not while (or after) libfuse destroys the session
+            if self._exit_session is None:
+                return
+            self._exit_session()
         with contextlib.suppress(ProcessLookupError, OSError):
             signal.pthread_kill(self._loop_thread, WAKE_SIGNAL)
 
