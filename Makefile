@@ -1,4 +1,4 @@
-.PHONY: demo test setup lint bench bench-vfs bench-fuse clean
+.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse clean
 
 demo: setup
 	scripts/demo.sh
@@ -17,6 +17,10 @@ lint:
 
 bench: setup
 	.venv/bin/python bench/bench_pfs.py
+
+# needs Gramine's sources: GRAMINE_SRC=DIR (a checkout or a git repository), libmbedtls-dev, uthash-dev
+bench-gramine: setup
+	.venv/bin/python bench/bench_gramine.py
 
 bench-vfs: setup
 	.venv/bin/python bench/bench_vfs.py

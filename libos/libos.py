@@ -73,7 +73,12 @@ class LibOS:
     @classmethod
     def boot(cls, manifest: Manifest | str | os.PathLike, *, host_env: dict[str, str] | None = None) -> LibOS:
         """Build the file view a manifest defines (``fs.root``, ``fs.mounts``, keys, trusted and
-        allowed files), plus /proc and /dev; no process runs until :meth:`process`."""
+        allowed files), plus /proc and /dev; no process runs until :meth:`process`.
+
+        Raises :class:`~libos.manifest.ManifestError` for an invalid manifest, ``OSError`` if it
+        can't be read, and :class:`~libos.errors.MountError` (naming the mount and its host path)
+        for a mount whose host path is missing or unusable. An encrypted single-file mount may
+        name a file not made yet: an ``O_CREAT`` open makes it, as in Gramine."""
         from .manifest import Manifest as ManifestType
         from .manifest import load_manifest
 
@@ -92,11 +97,28 @@ class LibOS:
         if root is None:
             vfs.mounts.mount("/", TmpFs())
         else:
-            vfs.mounts.mount("/", libos._make_fs(root), readonly=bool(getattr(root, "readonly", False)))
+            vfs.mounts.mount("/", libos._make_mount_fs(root), readonly=bool(getattr(root, "readonly", False)))
         libos._mount_pseudo_fs()
         for spec in manifest.mounts:
-            vfs.mounts.mount(spec.path, libos._make_fs(spec), readonly=bool(getattr(spec, "readonly", False)))
+            vfs.mounts.mount(spec.path, libos._make_mount_fs(spec), readonly=bool(getattr(spec, "readonly", False)))
         return libos
+
+    def _make_mount_fs(self, spec: MountSpec) -> FileSystem:
+        """:meth:`_make_fs`, a host path that can't be used raised as a :class:`MountError`
+        naming the mount and the path."""
+        try:
+            return self._make_fs(spec)
+        except OSError as exc:
+            from .errors import MountError
+
+            what = "does not exist" if exc.errno == errno.ENOENT else exc.strerror or str(exc)
+            if exc.errno == errno.ENOENT and spec.type == "encrypted" and not (spec.uri or "").endswith("/"):
+                what += " (a single file to be created needs an existing folder)"
+            host = spec.uri or ""
+            written = f'"file:{spec.uri_path}" ({host})' if spec.uri_path not in (None, host) else f'"file:{host}"'
+            name = spec.key or ("fs.root" if spec.path == "/" else "mount")
+            raise MountError(f"{name}: {spec.type} mount at {spec.path}: host path {written} {what}",
+                             errno=exc.errno, key=name, host_path=host) from None
 
     def _checks_for_chroot(self) -> dict[str, Any]:
         manifest = self.manifest
@@ -123,7 +145,8 @@ class LibOS:
 
             return EncryptedFs(spec.uri, key_name=spec.key_name or "default", keys=self.keys,
                                enable_recovery=bool(spec.enable_recovery),
-                               bind_prefix=getattr(spec, "bind_prefix", None))
+                               bind_prefix=getattr(spec, "bind_prefix", None),
+                               bind_root=getattr(spec, "uri_path", None))  # Gramine binds to the URI as written
         raise ValueError(f"unknown mount type {spec.type!r}")
 
     def _mount_pseudo_fs(self) -> None:

@@ -28,7 +28,9 @@ are accepted with a deprecation warning.
 
 ``file:`` URIs name host paths: the scheme is stripped, a relative path is resolved against
 ``base_dir`` (for :func:`load_manifest`, the manifest's folder) and normalized lexically; a URI
-ending in ``/`` names a directory and its host path keeps the trailing ``/``.
+ending in ``/`` names a directory and its host path keeps the trailing ``/``. A mount also keeps
+its URI path as written (``MountSpec.uri_path``): encrypted mounts bind their files to it, as
+Gramine does (see :mod:`libos.binding`).
 """
 
 from __future__ import annotations
@@ -168,7 +170,9 @@ class ManifestError(ValueError):
 class MountSpec:
     """One mount: ``type`` (chroot/encrypted/tmpfs), ``path`` inside the LibOS (absolute,
     normalized), ``uri`` (the host path, ``file:`` stripped, or ``None`` for tmpfs), ``key_name``
-    (encrypted mounts only, else ``None``), ``enable_recovery`` and ``readonly`` (our extension)."""
+    (encrypted mounts only, else ``None``), ``enable_recovery`` and ``readonly`` (our extension);
+    ``uri_path``: the URI's path as written (``file:`` stripped, not resolved: what Gramine binds
+    encrypted files under), ``key``: the dotted manifest key naming the mount (``fs.mounts[1]``)."""
 
     type: str
     path: str
@@ -176,6 +180,8 @@ class MountSpec:
     key_name: str | None = None
     enable_recovery: bool = False
     readonly: bool = False
+    uri_path: str | None = field(default=None, compare=False)
+    key: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -544,12 +550,11 @@ class _Parser:
                                                 'starting with "/")')
             path = _normalize_inside_path(path)
         uri: str | None
+        written = entry.get("uri", "file:." if is_root else None)  # Gramine's default root
         if mtype == "tmpfs":
             uri = None  # Gramine ignores the uri of a tmpfs mount
-        elif "uri" in entry:
-            uri = self.file_uri(f"{key}.uri", entry["uri"])
-        elif is_root:
-            uri = self.file_uri(f"{key}.uri", "file:.")  # Gramine's default root
+        elif written is not None:
+            uri = self.file_uri(f"{key}.uri", written)
         else:
             raise self.fail(f"{key}.uri", f'missing (a {mtype} mount needs a "file:" URI)')
         key_name: str | None = None
@@ -571,7 +576,7 @@ class _Parser:
         if readonly and mtype != "chroot":
             raise self.fail(f"{key}.readonly", f"readonly is supported on chroot mounts only (this mount is {mtype})")
         return MountSpec(type=mtype, path=path, uri=uri, key_name=key_name, enable_recovery=enable_recovery,
-                         readonly=readonly)
+                         readonly=readonly, uri_path=None if uri is None else written[len("file:"):], key=key)
 
     def root(self) -> MountSpec | None:
         entry = self.get("fs.root")

@@ -165,6 +165,11 @@ class HostFile:
     def size(self) -> int:
         return os.fstat(self.fd).st_size
 
+    def free_space(self) -> int | None:
+        """Bytes the file system holding this file can still take (``fstatvfs``: blocks free
+        to unprivileged users), or None when the host can't say."""
+        return host_free_space(self.fd)
+
     def close(self) -> None:
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
@@ -324,6 +329,36 @@ def host_utime(target: str | int, atime_ns: int, mtime_ns: int) -> None:
 
 def host_statvfs(path: str) -> os.statvfs_result:
     return os.statvfs(path)
+
+
+def host_free_space(target: str | int) -> int | None:
+    """Free bytes (``f_bavail * f_frsize``) of the file system holding a path or a descriptor,
+    or None when the host can't say (no ``statvfs`` there, or it reports no blocks at all)."""
+    try:
+        s = os.fstatvfs(target) if isinstance(target, int) else os.statvfs(target)
+    except (OSError, ValueError):
+        return None
+    if s.f_blocks == 0:  # pseudo file systems report nothing: unknown, not full
+        return None
+    return s.f_bavail * s.f_frsize
+
+
+def host_memory() -> tuple[int, int] | None:
+    """(total, available) bytes of host memory (``MemTotal``, ``MemAvailable`` of /proc/meminfo),
+    or None when the host can't say."""
+    try:
+        text = host_read_text("/proc/meminfo")
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            fields[name] = int(parts[0]) * 1024  # the unit is kB
+    if "MemTotal" not in fields:
+        return None
+    return fields["MemTotal"], fields.get("MemAvailable", fields.get("MemFree", fields["MemTotal"]))
 
 
 def host_geteuid() -> int:

@@ -1,12 +1,14 @@
 """Gramine-compatible protected (encrypted) files.
 
-Format v2.0 (reads v1.0), byte-compatible with Gramine's ``pf_crypt``. See docs/pf-format.md.
+Format v2.0 (reads v1.0), byte-compatible with Gramine's ``pf_crypt``. See docs/format.md.
 """
 
 from .errors import (
     CorruptedNodeError,
     FileClosedError,
+    FileTooLargeError,
     KeyFormatError,
+    NoSpaceError,
     NotEncryptedError,
     PathMismatchError,
     PathTooLongError,
@@ -19,7 +21,7 @@ from .errors import (
     WrongKeyError,
 )
 from .fileio import PfsRawIO, open
-from .protected_file import DEFAULT_CACHE_SIZE, ProtectedFile
+from .protected_file import DEFAULT_CACHE_SIZE, MAX_FILE_SIZE, ProtectedFile
 from .storage import HostFile, MemoryStorage, Storage
 from .stream import decrypt_stream, encrypt_stream
 
@@ -30,9 +32,12 @@ __all__ = [
     "open",
     "DEFAULT_CACHE_SIZE",
     "FileClosedError",
+    "FileTooLargeError",
     "HostFile",
     "KeyFormatError",
+    "MAX_FILE_SIZE",
     "MemoryStorage",
+    "NoSpaceError",
     "NotEncryptedError",
     "PathMismatchError",
     "PathTooLongError",

@@ -18,6 +18,7 @@ _LABEL_FIELD = 64
 
 __all__ = [
     "InvalidTag",
+    "decrypt_into",
     "derive_metadata_key",
     "new_key",
     "new_nonce",
@@ -67,14 +68,32 @@ def seal_node(key: bytes, plaintext: bytes | bytearray | memoryview) -> tuple[me
     return view[:-MAC_SIZE], bytes(view[-MAC_SIZE:])
 
 
+def decrypt_into(key: bytes | bytearray | memoryview, sealed: bytes | bytearray | memoryview,
+                 out: bytearray | memoryview) -> None:
+    """Decrypt and authenticate ``sealed`` (ciphertext followed by its 16-byte tag) under ``key``
+    into ``out`` (exactly the ciphertext's length); raise InvalidTag on failure.
+
+    Every decryption of the code base goes through here. AES-GCM's ``decrypt_into`` writes the
+    plaintext before it checks the tag, so on failure ``out`` holds unauthenticated plaintext:
+    it is zeroed before the error is raised, so no caller can ever see or keep those bytes.
+    """
+    try:
+        AESGCM(bytes(key)).decrypt_into(IV, sealed, None, out)
+    except InvalidTag:
+        view = memoryview(out).cast("B")
+        view[:] = bytes(len(view))
+        raise
+
+
 def open_node(key: bytes | bytearray | memoryview, ciphertext: bytes | memoryview,
               tag: bytes | bytearray | memoryview) -> bytearray:
     """Decrypt and authenticate one node into a new ``bytearray``; raise InvalidTag on failure."""
     out = bytearray(len(ciphertext))
-    AESGCM(bytes(key)).decrypt_into(IV, b"".join((ciphertext, tag)), None, out)
+    decrypt_into(key, b"".join((ciphertext, tag)), out)
     return out
 
 
-def open_sealed(key: bytes, ciphertext: bytes | memoryview, tag: bytes | memoryview) -> bytes:
+def open_sealed(key: bytes | bytearray | memoryview, ciphertext: bytes | memoryview,
+                tag: bytes | bytearray | memoryview) -> bytes:
     """Decrypt and authenticate ``ciphertext`` + ``tag``; raise InvalidTag on failure."""
-    return AESGCM(bytes(key)).decrypt(IV, bytes(ciphertext) + bytes(tag), None)
+    return bytes(open_node(key, ciphertext, tag))

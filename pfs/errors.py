@@ -102,3 +102,15 @@ class ReadOnlyError(PfsError):
     """A write to a protected file opened read-only."""
 
     default_errno = _errno.EBADF
+
+
+class FileTooLargeError(PfsError):
+    """A size past the largest protected file (``pfs.MAX_FILE_SIZE``)."""
+
+    default_errno = _errno.EFBIG
+
+
+class NoSpaceError(PfsError):
+    """The storage can't hold the nodes a growth needs (checked before any node is written)."""
+
+    default_errno = _errno.ENOSPC

@@ -1,6 +1,6 @@
 """Node layout of the protected-file format: sizes, node numbers and counts.
 
-Everything here is pure arithmetic on the format's constants (see docs/pf-format.md).
+Everything here is pure arithmetic on the format's constants (see docs/format.md).
 """
 
 from __future__ import annotations

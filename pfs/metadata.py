@@ -84,13 +84,19 @@ def parse_header(node0: bytes, name: str) -> Header:
 
 @dataclass
 class Metadata:
-    """The decrypted part of node 0: bound path, plaintext size, root MHT key/tag, first 3072 bytes."""
+    """The decrypted part of node 0: bound path, plaintext size, root MHT key/tag, first 3072 bytes.
+
+    Its ``repr`` shows the path and the size only: never the root MHT key or the plaintext.
+    """
 
     path: bytes = b""
     size: int = 0
-    root_key: bytes = bytes(KEY_SIZE)
+    root_key: bytes = field(default=bytes(KEY_SIZE), repr=False)
     root_mac: bytes = bytes(MAC_SIZE)
-    data: bytearray = field(default_factory=lambda: bytearray(MD_USER_DATA_SIZE))
+    data: bytearray = field(default_factory=lambda: bytearray(MD_USER_DATA_SIZE), repr=False)
+
+    def __repr__(self) -> str:
+        return f"Metadata(path={self.path!r}, size={self.size})"
 
     @classmethod
     def from_plaintext(cls, plain: bytes) -> Metadata:

@@ -16,10 +16,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pal import random_bytes
 
-from .crypto import InvalidTag, derive_metadata_key, new_nonce, open_node, open_sealed, seal, seal_node
+from .crypto import (
+    InvalidTag,
+    decrypt_into,
+    derive_metadata_key,
+    new_nonce,
+    open_node,
+    open_sealed,
+    seal,
+    seal_node,
+)
 from .errors import (
     CorruptedNodeError,
     FileClosedError,
+    FileTooLargeError,
+    NoSpaceError,
     NotEncryptedError,
     PathMismatchError,
     PfsError,
@@ -60,6 +71,11 @@ from .nodebuf import sealed_scratch
 from .storage import Storage
 
 DEFAULT_CACHE_SIZE = 48
+# The largest plaintext size (16 TiB). The format has no sparse files: every byte up to the size
+# is a node on the host, so a size is refused at once past this (EFBIG) or past the storage's
+# free space (ENOSPC), never by filling the host with zero nodes first.
+MAX_FILE_SIZE = 1 << 44
+ROOM_RECHECK = 64 << 20  # growth allowed past the last free-space check before asking again
 PREFETCH_BYTES = 8 << 20  # how far ahead of sequential reads the host is asked to read
 PREFETCH_AFTER = 1 << 20  # bytes read in sequence before prefetching starts
 
@@ -104,6 +120,7 @@ class ProtectedFile:
         self._read_end = -1  # plaintext offset where the last read ended
         self._sequential = 0  # bytes read in sequence up to there
         self._prefetched = 0  # host bytes asked for ahead of sequential reads
+        self._room_until = 0  # host size known to fit at the last free-space check
         self.version = (MAJOR_VERSION, 0)
         self._closed = False
         self._failed: PfsError | None = None
@@ -264,6 +281,8 @@ class ProtectedFile:
         view = memoryview(data).cast("B")
         if not view:
             return 0
+        if offset + len(view) > self._meta.size:
+            self._check_growth(offset + len(view))
         if offset > self._meta.size:
             self._grow(offset)
         end = offset + len(view)
@@ -300,6 +319,7 @@ class ProtectedFile:
         if size < 0:
             raise ValueError("size must be non-negative")
         if size > self._meta.size:
+            self._check_growth(size)
             self._grow(size)
             return
         if size == self._meta.size:
@@ -456,6 +476,29 @@ class ProtectedFile:
                 self._flush_changes(sync=False)
                 continue
             del cache[victim]
+
+    def _check_growth(self, new_size: int) -> None:
+        """Refuse, before anything changes, a size past ``MAX_FILE_SIZE`` (EFBIG) or one whose
+        nodes the storage has no room for (ENOSPC; storages that can't tell are not checked)."""
+        name = self.name
+        if new_size > MAX_FILE_SIZE:
+            raise FileTooLargeError(
+                f"{name}: a size of {new_size} bytes is past the largest protected file "
+                f"({MAX_FILE_SIZE} bytes, 16 TiB)", path=name)
+        end = node_count(new_size) * NODE_SIZE
+        if end <= self._room_until:
+            return  # checked already, not long ago
+        host_size = self._storage.size()
+        free_space = getattr(self._storage, "free_space", None)
+        free = free_space() if free_space is not None and end > host_size else None
+        if free is None:
+            return
+        if end - host_size > free:
+            raise NoSpaceError(
+                f"{name}: no space for a size of {new_size} bytes: it needs {end - host_size} more "
+                f"bytes of storage, {free} are free", path=name)
+        # small growths (appends) don't ask the host again until they pass this
+        self._room_until = min(host_size + free, end + ROOM_RECHECK)
 
     def _grow(self, new_size: int) -> None:
         """Extend the plaintext with zeros up to ``new_size``, materializing every new node."""
@@ -618,14 +661,13 @@ class ProtectedFile:
             if pos <= node_start and node_end <= end:
                 target = view[node_start - base:node_end - base]
                 try:
-                    AESGCM(key).decrypt_into(IV, nodes[i], None, target)
+                    decrypt_into(key, nodes[i], target)
                 except InvalidTag:
-                    target[:] = bytes(NODE_SIZE)  # never leave unauthenticated plaintext behind
                     raise self._corrupted(lo + i, "authentication failed") from None
             else:
                 plain = bytearray(NODE_SIZE)
                 try:
-                    AESGCM(key).decrypt_into(IV, nodes[i], None, plain)
+                    decrypt_into(key, nodes[i], plain)
                 except InvalidTag:
                     raise self._corrupted(lo + i, "authentication failed") from None
                 a, b = max(pos, node_start), min(end, node_end)
@@ -712,4 +754,4 @@ class ProtectedFile:
         self._storage.fsync()
 
 
-__all__ = ["ProtectedFile", "DEFAULT_CACHE_SIZE"]
+__all__ = ["ProtectedFile", "DEFAULT_CACHE_SIZE", "MAX_FILE_SIZE"]

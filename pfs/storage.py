@@ -4,13 +4,18 @@
 ``read_at``, ``write_at``, ``truncate``, ``fsync``, ``size`` and ``close`` (and a ``name`` used
 in error messages). :class:`pal.HostFile` is the host-file implementation; :class:`MemoryStorage`
 keeps the bytes in memory.
+
+Optional methods, used when present: ``free_space()`` (bytes the storage can still take, or None
+when unknown: growth past it fails at once with ENOSPC instead of filling the host), and the
+faster paths ``readv_at``/``writev_at`` (scatter/gather of consecutive nodes), ``readinto_at``,
+``prefetch`` and ``preallocate``.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from pal import HostFile
+from pal import HostFile, host_memory
 
 __all__ = ["BorrowedStorage", "HostFile", "MemoryStorage", "Storage"]
 
@@ -37,9 +42,22 @@ class Storage(Protocol):
 class MemoryStorage:
     """Storage in a ``bytearray`` (tests, in-memory file systems)."""
 
-    def __init__(self, data: bytes | bytearray = b"", name: str = "<memory>"):
+    def __init__(self, data: bytes | bytearray = b"", name: str = "<memory>", *, capacity: int | None = None):
         self.data = bytearray(data)
         self.name = name
+        self.capacity = capacity  # most bytes it may hold (None: as much as host memory allows)
+
+    def free_space(self) -> int | None:
+        """Bytes it can still take: up to ``capacity``, and never more than the host's available
+        memory (None when neither is known)."""
+        room = None if self.capacity is None else max(0, self.capacity - len(self.data))
+        memory = host_memory()
+        if memory is not None:
+            room = memory[1] if room is None else min(room, memory[1])
+        return room
+
+    def __repr__(self) -> str:
+        return f"<MemoryStorage {self.name!r} {len(self.data)} bytes>"
 
     def read_at(self, offset: int, size: int) -> bytes:
         return bytes(self.data[offset:offset + size])
@@ -68,7 +86,7 @@ class MemoryStorage:
 
 class BorrowedStorage:
     """Another storage, lent: ``close`` does nothing (its owner closes it), and with
-    ``readonly`` every change is refused."""
+    ``readonly`` every change is refused. The vectored calls go to the inner storage's own."""
 
     def __init__(self, inner: Storage, *, readonly: bool = False):
         self._inner = inner
@@ -88,6 +106,27 @@ class BorrowedStorage:
             self._refuse()
         self._inner.write_at(offset, data)
 
+    def readv_at(self, offset: int, buffers: list[memoryview]) -> int:
+        readv = getattr(self._inner, "readv_at", None)
+        if readv is not None:
+            return readv(offset, buffers)
+        data = self._inner.read_at(offset, sum(len(b) for b in buffers))
+        done = 0
+        for buf in buffers:
+            chunk = data[done:done + len(buf)]
+            buf[:len(chunk)] = chunk
+            done += len(chunk)
+        return len(data)
+
+    def writev_at(self, offset: int, buffers: list[memoryview]) -> None:
+        if self.readonly:
+            self._refuse()
+        writev = getattr(self._inner, "writev_at", None)
+        if writev is not None:
+            writev(offset, buffers)
+        else:
+            self._inner.write_at(offset, b"".join(buffers))
+
     def truncate(self, size: int) -> None:
         if self.readonly:
             self._refuse()
@@ -99,6 +138,10 @@ class BorrowedStorage:
 
     def size(self) -> int:
         return self._inner.size()
+
+    def free_space(self) -> int | None:
+        free = getattr(self._inner, "free_space", None)
+        return None if free is None else free()
 
     def close(self) -> None:
         pass

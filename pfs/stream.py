@@ -18,6 +18,7 @@ metadata nodes stay in the parent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import queue
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pal import HostFile, random_bytes
 
-from .crypto import derive_metadata_key, new_nonce, seal
+from .crypto import decrypt_into, derive_metadata_key, new_nonce, open_sealed, seal
 from .errors import CorruptedNodeError, TruncatedFileError
 from .forkpool import ForkPool
 from .layout import (
@@ -223,7 +224,7 @@ class _GroupCipher:
         i = 0
         try:
             for i, (key, ct, out) in enumerate(zip(node_keys, sealed.nodes[:count], plain.nodes, strict=False)):  # noqa: B007 (read in except)
-                AESGCM(key).decrypt_into(IV, ct, None, out)
+                decrypt_into(key, ct, out)
         except InvalidTag:
             self.writer.free.put(plain)
             return -(first_physical + i + 1)
@@ -431,10 +432,28 @@ def decrypt_stream(src: HostFile, dst: HostFile | None, key: bytes, expected_pat
     """Decrypt and authenticate all of ``src`` into ``dst`` (or only verify when ``dst`` is None).
 
     Runs the same checks as :meth:`ProtectedFile.open`, then every node. Returns the plaintext
-    size. Raises the typed errors of :mod:`pfs.errors`; on error ``dst`` holds partial output
-    that the caller must discard.
+    size. Raises the typed errors of :mod:`pfs.errors`.
+
+    What reaches ``dst``: only authenticated plaintext, ever. The metadata, path and size checks
+    run before ``dst`` is touched (a failure there leaves it as it was); after that, a group of
+    data nodes is written only once all of its nodes have passed authentication, so a bad node
+    keeps its group out of ``dst``, but groups before it may already have been written. On any
+    error from then on ``dst`` is emptied (truncated to 0 bytes) before the error is raised. A
+    caller that must not leave even that on disk (a crash can come before the emptying) writes
+    into a temporary file and removes it on failure, as ``pfs decrypt`` does.
     """
     pf = ProtectedFile.open(src, key, expected_path)
+    try:
+        return _decrypt_nodes(pf, src, dst, jobs=jobs, progress=progress)
+    except BaseException:
+        if dst is not None:
+            with contextlib.suppress(OSError):
+                dst.truncate(0)
+        raise
+
+
+def _decrypt_nodes(pf: ProtectedFile, src: HostFile, dst: HostFile | None, *, jobs: int,
+                   progress: Progress) -> int:
     meta = pf.metadata
     size = meta.size
     name = src.name
@@ -511,7 +530,7 @@ class _MhtWalker:
         physical = mht_physical(m)
         ciphertext = self.src.read_at(physical * NODE_SIZE, NODE_SIZE)
         try:
-            plain = AESGCM(entry[:KEY_SIZE]).decrypt(IV, ciphertext + entry[KEY_SIZE:], None)
+            plain = open_sealed(entry[:KEY_SIZE], ciphertext, entry[KEY_SIZE:])
         except InvalidTag:
             raise _corrupted(self.name, physical) from None
         first = m * CHILD_MHT_ENTRIES + 1

@@ -75,9 +75,9 @@ class _Source:
     disk_size: int
     header: Header
     meta: Metadata
-    key: bytes
-    node0: bytes
-    root_mht: bytes | None  # plaintext of the root MHT node, when there is one
+    key: bytes = field(repr=False)  # the wrap key: never in a repr
+    node0: bytes = field(repr=False)
+    root_mht: bytes | None = field(repr=False)  # plaintext of the root MHT node (node keys), when there is one
     encrypted_part_offset: int
 
     @property

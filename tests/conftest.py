@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
+import hashlib
 from pathlib import Path
 
+import gramine_vectors
 import pytest
-from helpers import SLOW, vectors_path
+from helpers import SLOW, require, vectors_path
 from hypothesis import HealthCheck, settings
 
 # Hypothesis profiles: CI is the default; PFSKIT_SLOW=1 raises example counts.
@@ -18,11 +18,23 @@ settings.register_profile(
 settings.load_profile("slow" if SLOW else "ci")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "require(condition, reason): skip when condition is false, fail under CI=true (helpers.require)")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("require"):
+        require(*mark.args, **mark.kwargs)
+
+
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
+    """Gramine's reference vectors (tests/gramine_vectors.py says which set), every plaintext the
+    manifest lists present."""
     path = vectors_path()
-    if not (path / "MANIFEST.json").is_file():
-        pytest.skip(f"reference vectors not found at {path} (set PFSKIT_VECTORS)")
+    require((path / "MANIFEST.json").is_file(), f"reference vectors not found at {path} (check PFSKIT_VECTORS)")
+    gramine_vectors.complete_plaintexts(path)
     return path
 
 
@@ -35,28 +47,17 @@ def wrap_key(vectors_dir: Path) -> bytes:
 
 @pytest.fixture(scope="session")
 def manifest(vectors_dir: Path) -> dict:
-    return json.loads((vectors_dir / "MANIFEST.json").read_text())
-
-
-def _load_apply_tamper(vectors_dir: Path):
-    """Import ``apply_tamper.py``, which sits next to the set directory."""
-    script = vectors_dir.parent / "apply_tamper.py"
-    if not script.is_file():
-        pytest.skip(f"{script} not found")
-    spec = importlib.util.spec_from_file_location("apply_tamper", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return gramine_vectors.load_manifest(vectors_dir)
 
 
 @pytest.fixture(scope="session")
-def tamper_set(vectors_dir: Path):
-    """(apply_tamper module, patches document, base ciphertext, {name: manifest entry})."""
-    module = _load_apply_tamper(vectors_dir)
-    doc, base = module.load(str(vectors_dir))
-    manifest = json.loads((vectors_dir / "MANIFEST.json").read_text())
+def tamper_set(vectors_dir: Path, manifest: dict):
+    """(patch applier module, patches document, base ciphertext, {name: manifest entry}); the
+    module's ``materialize(base, variant)`` gives one variant's bytes."""
+    require(any((vectors_dir / "tamper").glob("*.patches.json")), f"no tamper patches in {vectors_dir}")
+    doc, base = gramine_vectors.load_tamper(vectors_dir)
     entries = {v["name"]: v for v in manifest["tampered"]["variants"]}
-    return module, doc, base, entries
+    return gramine_vectors, doc, base, entries
 
 
 @pytest.fixture
@@ -66,8 +67,6 @@ def tampered_dir(tmp_path: Path, tamper_set):
     Variants are ~13 MB each, so they are materialized lazily, one per test, and deleted at
     teardown (pytest keeps old tmp_path directories around).
     """
-    import hashlib
-
     module, doc, base, entries = tamper_set
     variants = {v["name"]: v for v in doc["variants"]}
     written: list[Path] = []

@@ -1,4 +1,9 @@
-"""A Storage wrapper that injects a fault at the N-th mutating call (write_at or truncate).
+"""A Storage wrapper that injects a fault at the N-th mutating call (write_at, writev_at or truncate).
+
+It offers the vectored calls production uses when a storage has them (``readv_at``,
+``writev_at``, as :class:`pal.HostFile` does), so that faults land on the calls production
+really makes: a ``writev_at`` is one mutating call (logged as ``"writev"`` with its offset and
+total length), failed or dropped as a whole.
 
 One :class:`FaultPlan` is shared by the wrappers of the main file and of the recovery
 journal, so N counts across both, in the order the library issues them. Modes:
@@ -22,6 +27,7 @@ class FaultPlan:
         self.count = 0
         self.cut = False
         self.log: list[tuple] = []  # every counted call, with whether it was performed
+        self.vector_reads = 0  # readv_at calls (not counted as mutating)
 
     def allow(self, what: tuple) -> bool:
         """Count one mutating call; return whether to perform it (or raise)."""
@@ -43,7 +49,8 @@ class FaultPlan:
 
 
 class FaultyStorage:
-    """A real Storage (read_at, write_at, truncate, fsync, size, close, name) around another one."""
+    """A real Storage (read_at, readv_at, write_at, writev_at, truncate, fsync, size, free_space,
+    close, name) around another one."""
 
     def __init__(self, inner, plan: FaultPlan, label: str, on_write=None):
         self.inner = inner
@@ -60,6 +67,37 @@ class FaultyStorage:
             self.inner.write_at(offset, data)
             if self.on_write is not None:
                 self.on_write(self, offset, bytes(data))
+
+    def readv_at(self, offset: int, buffers) -> int:
+        """Scatter-read through the inner storage's ``readv_at``, or its ``read_at``."""
+        self.plan.vector_reads += 1
+        readv = getattr(self.inner, "readv_at", None)
+        if readv is not None:
+            return readv(offset, buffers)
+        total = sum(len(b) for b in buffers)
+        data = self.inner.read_at(offset, total)
+        done = 0
+        for buf in buffers:
+            chunk = data[done:done + len(buf)]
+            buf[:len(chunk)] = chunk
+            done += len(chunk)
+        return len(data)
+
+    def writev_at(self, offset: int, buffers) -> None:
+        """Gather-write, as one mutating call."""
+        data = b"".join(bytes(b) for b in buffers)
+        if self.plan.allow(("writev", self.label, offset, len(data))):
+            writev = getattr(self.inner, "writev_at", None)
+            if writev is not None:
+                writev(offset, buffers)
+            else:
+                self.inner.write_at(offset, data)
+            if self.on_write is not None:
+                self.on_write(self, offset, data)
+
+    def free_space(self) -> int | None:
+        free = getattr(self.inner, "free_space", None)
+        return None if free is None else free()
 
     def truncate(self, size: int) -> None:
         if self.plan.allow(("truncate", self.label, size)):

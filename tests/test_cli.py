@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import require, vectors_path
 
 from pal import HostFile
 from pfs import PathMismatchError, ProtectedFile, WrongKeyError
 from pfs.inspect import read_full_info
 from tools.pfs_cli import cli, encrypt_standalone
 
-VECTORS = Path(os.environ.get("PFSKIT_VECTORS") or
-               Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "gramine-1.9")
+VECTORS = vectors_path()
 
 
 def _find_tool(name: str) -> str:
@@ -27,8 +27,7 @@ def _find_tool(name: str) -> str:
     if beside.is_file():
         return str(beside)
     found = shutil.which(name)
-    if not found:
-        pytest.skip(f"'{name}' command not installed")
+    require(found, f"'{name}' command not installed")
     return found
 
 
@@ -498,7 +497,7 @@ def _vector_names() -> list[str]:
     return [v["encrypted_file"] for v in doc["vectors"] + doc["v1_vectors"]]
 
 
-@pytest.mark.skipif(not _vector_names(), reason=f"reference vectors not found at {VECTORS} (set PFSKIT_VECTORS)")
+@pytest.mark.usefixtures("vectors_dir")
 @pytest.mark.parametrize("name", _vector_names())
 def test_decrypt_vector_with_path_check(name: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -508,7 +507,7 @@ def test_decrypt_vector_with_path_check(name: str, tmp_path: Path) -> None:
     assert out.read_bytes() == (VECTORS / "plain" / Path(name).name).read_bytes()
 
 
-@pytest.mark.skipif(not _vector_names(), reason=f"reference vectors not found at {VECTORS}")
+@pytest.mark.usefixtures("vectors_dir")
 def test_decrypt_vector_moved_fails_path_check(tmp_path: Path) -> None:
     shutil.copy(VECTORS / "enc" / "size_100", tmp_path / "size_100")
     shutil.copy(VECTORS / "wrap_key.bin", tmp_path / "k")
@@ -517,7 +516,7 @@ def test_decrypt_vector_moved_fails_path_check(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["k", "size_100"]
 
 
-@pytest.mark.skipif(not _vector_names(), reason=f"reference vectors not found at {VECTORS}")
+@pytest.mark.usefixtures("vectors_dir")
 def test_rekey_second_level_mht_vector(tmp_path: Path) -> None:
     """Re-encrypting Gramine's 13 MB vector (MHT depth 2) keeps every byte and the bound path."""
     shutil.copy(VECTORS / "enc" / "size_12979205", tmp_path / "f")
@@ -529,7 +528,7 @@ def test_rekey_second_level_mht_vector(tmp_path: Path) -> None:
     assert (tmp_path / "out").read_bytes() == (VECTORS / "plain" / "size_12979205").read_bytes()
 
 
-@pytest.mark.skipif(not _vector_names(), reason=f"reference vectors not found at {VECTORS}")
+@pytest.mark.usefixtures("vectors_dir")
 @pytest.mark.parametrize("jobs", ["1", "4"])
 def test_verify_first_bad_node_in_file_order(tmp_path: Path, jobs: str) -> None:
     """Node 3203 sits under MHT node 33 (a child of MHT 1, visited early depth-first); node 2000 is

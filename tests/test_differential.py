@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import examples
+from helpers import examples, require
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st_
 
@@ -66,15 +66,10 @@ TOO_LONG = "x" * 256  # ENAMETOOLONG
 
 # ----------------------------------------------------------------------------- bugs
 # Library bugs found by this file that the generator steers around until they are fixed, so the
-# random search keeps finding new ones. Each has a minimal, strict-xfail regression test below;
-# when the bug is fixed that test XPASSes (and fails): then remove it from this set.
+# random search keeps finding new ones: kind -> {name: predicate} (an open bug of every mount type
+# goes under each). Each has a minimal regression test below (test_fixed_bug), a strict xfail on
+# the kinds listed here; when the bug is fixed that test XPASSes (and fails): then remove it here.
 # (Each predicate runs in the kernel child, before the call: it may look at the kernel's state.)
-
-
-KNOWN_BUGS: dict[str, Callable[[tuple], bool]] = {}
-
-
-# Known bugs of one mount type only: kind -> {name: predicate}.
 KIND_BUGS: dict[str, dict[str, Callable[[tuple], bool]]] = {
     "tmpfs": {},
     "chroot": {},
@@ -90,7 +85,7 @@ KIND_REASONS: dict[tuple[str, str], str] = {
 def known_bug(op: tuple, kind: str) -> bool:
     """Does ``op`` (given the kernel's current state: this runs in the kernel child) trigger a
     known bug on mounts of type ``kind``?"""
-    return any(pred(op) for pred in [*KNOWN_BUGS.values(), *KIND_BUGS[kind].values()])
+    return any(pred(op) for pred in KIND_BUGS[kind].values())
 
 
 # ----------------------------------------------------------------------------- programs
@@ -692,16 +687,8 @@ def _fresh_dir(base: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="host-", dir=base))
 
 
-def _require(kind: str) -> None:
-    if kind == "chroot":
-        pytest.importorskip("vfs.chroot")
-    elif kind == "encrypted":
-        pytest.importorskip("vfs.encrypted")
-
-
 def _require_chroot() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the kernel side runs in a chroot: needs root")
+    require(os.geteuid() == 0, "the kernel side runs in a chroot: needs root")
 
 
 VARIANTS = {
@@ -722,7 +709,6 @@ def _make_test(kind: str):
     @given(program=st_.lists(operations(links=links, fifos=links), min_size=1, max_size=steps))
     def test(program, tmp_path):
         _require_chroot()
-        _require(kind)
         check_program(kind, setup + program, _fresh_dir(tmp_path) if kind != "tmpfs" else None)
 
     test.__name__ = f"test_differential_{kind}"
@@ -752,7 +738,7 @@ W, RW, RO = os.O_WRONLY, os.O_RDWR, os.O_RDONLY
 CREATE_A = [("open", "a", os.O_CREAT | RW, 0o644), ("write", 0, b"hello"), ("close", 0)]
 
 # Every library bug this file found: name -> (what was wrong, a minimal program that shows it).
-# Those still open are in KNOWN_BUGS (strict xfail below); the fixed ones stay as regression tests.
+# Those still open are in KIND_BUGS (strict xfail below); the fixed ones stay as regression tests.
 BUG_REPROS: dict[str, tuple[str, list[tuple]]] = {
     "access-mode-checked-after-lookup": (
         "VFS.access: the mode is checked after the path walk; access('missing', 8) gives ENOENT, Linux EINVAL",
@@ -853,9 +839,8 @@ BUG_REPROS: dict[str, tuple[str, list[tuple]]] = {
 
 
 def test_known_bugs_have_repros():
-    assert set(KNOWN_BUGS) <= set(BUG_REPROS)
     for kind, bugs in KIND_BUGS.items():
-        assert set(bugs) <= set(BUG_REPROS) - set(KNOWN_BUGS)
+        assert set(bugs) <= set(BUG_REPROS)
         assert {(kind, name) for name in bugs} <= set(KIND_REASONS)
 
 
@@ -866,21 +851,12 @@ def _uses_links(program: list[tuple]) -> bool:
 @pytest.mark.parametrize(("name", "kind"), [
     pytest.param(name, kind, marks=[pytest.mark.xfail(strict=True, reason=KIND_REASONS[kind, name])]
                  if name in KIND_BUGS[kind] else [])
-    for name in BUG_REPROS if name not in KNOWN_BUGS for kind in ("tmpfs", "chroot", "encrypted")])
+    for name in BUG_REPROS for kind in ("tmpfs", "chroot", "encrypted")
+    # encrypted mounts have no symlinks, hard links or FIFOs: those programs don't apply there
+    if not (kind == "encrypted" and _uses_links(BUG_REPROS[name][1]))])
 def test_fixed_bug(name, kind, tmp_path):
-    """Bugs found here and fixed since (on tmpfs at least): each minimal program, on every mount
-    type; strict xfail where one mount type still has it."""
+    """Each bug found here, its minimal program on every mount type it applies to (no steering);
+    a strict xfail where a mount type still has it (KIND_BUGS)."""
     _require_chroot()
-    _require(kind)
     program = BUG_REPROS[name][1]
-    if kind == "encrypted" and _uses_links(program):
-        pytest.skip("encrypted mounts have no symlinks, hard links or FIFOs")
     check_program(kind, program, _fresh_dir(tmp_path) if kind != "tmpfs" else None, steering=False)
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=BUG_REPROS[name][0])) for name in KNOWN_BUGS])
-def test_known_bug(name, tmp_path):
-    """Each open bug on its own (no steering). Fixed -> XPASS -> drop it from KNOWN_BUGS."""
-    _require_chroot()
-    check_program("tmpfs", BUG_REPROS[name][1], None, steering=False)

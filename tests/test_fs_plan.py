@@ -19,6 +19,8 @@ import threading
 import pytest
 
 from libos.libos import LibOS
+from vfs.chroot import ChrootFs
+from vfs.encrypted import EncryptedFs, KeyStore
 
 M = "/m"
 KEY = bytes(range(16, 32))
@@ -46,13 +48,11 @@ def libos(kind, tmp_path):
 
         fs = TmpFs()
     elif kind == "chroot":
-        chroot = pytest.importorskip("vfs.chroot")
-        fs = chroot.ChrootFs(str(tmp_path))
+        fs = ChrootFs(str(tmp_path))
     else:
-        encrypted = pytest.importorskip("vfs.encrypted")
-        keys = encrypted.KeyStore()
+        keys = KeyStore()
         keys.set("default", KEY)
-        fs = encrypted.EncryptedFs(str(tmp_path), key_name="default", keys=keys, bind_prefix=M)
+        fs = EncryptedFs(str(tmp_path), key_name="default", keys=keys, bind_prefix=M)
     lo.vfs.mounts.mount(M, fs)
     yield lo
     lo.shutdown()
@@ -551,9 +551,7 @@ def test_fifo(proc, kind):
 
 @pytest.fixture
 def procfs(libos):
-    pytest.importorskip("vfs.proc")
-    if libos.vfs.mounts.at("/proc") is None:
-        pytest.skip("/proc is not mounted")
+    assert libos.vfs.mounts.at("/proc") is not None, "LibOS.empty() mounts /proc"
 
 
 def test_proc_cwd(proc, procfs):

@@ -156,12 +156,7 @@ def test_implied_range_inverts_node_count() -> None:
     assert seen > 6800
 
 
-def test_v1_vector_header(tmp_path: Path) -> None:
-    vectors = Path(os.environ.get("PFSKIT_VECTORS") or
-                   Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "gramine-1.9")
-    path = vectors / "enc_v1" / "size_3073"
-    if not path.is_file():
-        pytest.skip("reference vectors not found")
-    with HostFile(path) as storage:
-        info = read_full_info(storage, load_key(vectors / "wrap_key.bin"), "enc_v1/size_3073")
+def test_v1_vector_header(vectors_dir: Path) -> None:
+    with HostFile(vectors_dir / "enc_v1" / "size_3073") as storage:
+        info = read_full_info(storage, load_key(vectors_dir / "wrap_key.bin"), "enc_v1/size_3073")
     assert info["format_version"] == "1.0" and info["plaintext_size"] == 3073

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 from fuse_helpers import LIBOS, PFS, Mounter, fuse_unavailable, mounted, run, sha
+from helpers import require
 
 _why = fuse_unavailable()
-if _why:
-    pytest.skip(f"real FUSE mounts unavailable: {_why}", allow_module_level=True)
+require(_why is None, f"real FUSE mounts unavailable: {_why}")
 
 NOBODY = 65534
 SIGNALS = [signal.SIGTERM, signal.SIGINT]
@@ -76,6 +76,7 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
 @contextlib.contextmanager
 def small_tmpfs(path: Path, size: str):
     """A tmpfs of ``size`` at ``path`` (a disk that fills up), unmounted at the end."""
+    require(os.geteuid() == 0, "mounting a small tmpfs needs root")
     path.mkdir(exist_ok=True)
     run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], check=True)
     try:
@@ -365,7 +366,13 @@ except OSError as exc:
 """
 
 
+def _need_root_and_setpriv() -> None:
+    require(os.geteuid() == 0, "running a program as another user needs root")
+    require(shutil.which("setpriv"), "setpriv (util-linux) is needed to run a program as another user")
+
+
 def _open_as_nobody(path: Path, flags: int) -> str:
+    _need_root_and_setpriv()
     proc = subprocess.run([*AS_NOBODY, sys.executable, "-c", OPEN_AS, str(path), str(flags)], capture_output=True,
                           text=True, timeout=60)
     return proc.stdout.strip()
@@ -416,6 +423,7 @@ def test_libos_mount_expose_keys_for_the_owner_only(public: Path, key: Path, mou
 @pytest.mark.parametrize("foreground", [False, True], ids=["background", "foreground"])
 def test_mount_without_fuse_access_says_so(public: Path, key: Path, foreground: bool) -> None:
     """A user who can't open /dev/fuse gets one line saying so (it gave `pfs: error: 4`)."""
+    _need_root_and_setpriv()
     for name in ("enc", "mnt", "state"):
         (public / name).mkdir()
         os.chown(public / name, NOBODY, NOBODY)

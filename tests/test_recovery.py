@@ -6,7 +6,7 @@ truncate, across the main file and the journal) and to snapshot every committed 
 at every call N, in both modes ("fail": that call raises EIO; "stop": power cut, that call
 and all later ones are lost), and the surviving bytes are reopened.
 
-What Gramine's write order guarantees (docs/pf-format.md, crash recovery): the journal (old
+What Gramine's write order guarantees (docs/format.md, crash recovery): the journal (old
 images of every node about to change, then node 1, then node 0) is written and synced before
 node 0 is rewritten with the flag set; only then are the new nodes written, and node 0 last
 with the flag clear. So a fault before the flagged node 0 leaves the file untouched (old);
@@ -409,3 +409,23 @@ def test_v1_file_interrupted_migration(vectors_dir: Path, wrap_key: bytes):
             assert content in (old, bytes(new)), f"N={n}"
             if content == old:
                 assert pf.version in ((1, 0), (2, 0))
+
+
+def test_faults_land_on_the_vectored_calls_production_makes():
+    """Production writes runs of nodes with ``writev_at`` and reads them with ``readv_at`` when
+    the storage has them (``pal.HostFile`` does); the faulty wrapper offers both, so the calls
+    that fail or get cut are those production makes."""
+    ref = reference("extend", journal=False)
+    calls = [i for i, e in enumerate(ref.plan.log, 1) if e[0] == "writev"]
+    assert calls, "no vectored write was made: the faults would miss production's write path"
+    for n in calls:
+        out = run("extend", n, "fail", journal=False)
+        assert out.plan.log[n - 1][0] == "writev" and out.plan.log[n - 1][-1] == "failed"
+        assert isinstance(out.raised, OSError) and out.raised.errno == errno.EIO
+        out = run("extend", n, "stop", journal=False)
+        assert out.plan.log[n - 1][0] == "writev" and out.plan.log[n - 1][-1] == "dropped"
+    plan = FaultPlan(None)
+    storage = FaultyStorage(MemoryStorage(base_file(), name="main"), plan, "main")
+    with ProtectedFile.open(storage, KEY, PATH) as pf:
+        assert pf.read(0, OLD_SIZE) == old_content()
+    assert plan.vector_reads > 0

@@ -2,7 +2,7 @@
 
 Each variant is materialized on its own (13 MB) at ``<tmp>/enc/size_12979205`` and opened with
 expected path ``enc/size_12979205``; opening and reading it fully must raise the PfsError
-subclass that the spec's open checks (docs/pf-format.md, "Opening an existing file") give.
+subclass that the spec's open checks (docs/format.md, "Opening a file") give.
 """
 
 from __future__ import annotations

@@ -14,8 +14,6 @@ from pfs.stream import encrypt_stream
 from pfs.tamper import make_tampered_variants
 
 KEY = bytes(range(16))
-VECTORS = Path(os.environ.get("PFSKIT_VECTORS") or
-               Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "gramine-1.9")
 
 
 def _encrypt(tmp_path: Path, size: int, bound: str) -> tuple[Path, bytes]:
@@ -86,10 +84,8 @@ def test_wrong_key_for_source_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def vectors() -> Path:
-    if not (VECTORS / "MANIFEST.json").is_file():
-        pytest.skip(f"reference vectors not found at {VECTORS} (set PFSKIT_VECTORS)")
-    return VECTORS
+def vectors(vectors_dir: Path) -> Path:
+    return vectors_dir
 
 
 def test_vector_variants_cover_pf_tamper(vectors: Path, tmp_path: Path) -> None:

@@ -397,7 +397,7 @@ def test_ended_process(env):
     assert oserror(lambda: vfs.lookup(ctx, "/proc/self")) == errno.ENOENT
 
 
-@pytest.mark.skipif(not IS_ROOT, reason="compares root's behaviour with the kernel's")
+@pytest.mark.require(IS_ROOT, "compares root's behaviour with the kernel's")
 def test_writes_fail_like_linux_as_root(env):
     vfs, ctx, provider = env
     provider.add(7, fds={})

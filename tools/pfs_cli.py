@@ -266,7 +266,7 @@ def _file_size(path: str) -> int:
 
 def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bind_path: str | None,
              bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, force: bool, no_fsync: bool,
-             debug: bool) -> int:
+             debug: bool, manifest: str | None = None) -> int:
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
     if bind_path is not None and bind_prefix is not None:
@@ -276,6 +276,12 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
             raise UsageProblem(f"{flag} must not be empty")
     require_existing(input_path, "input")
     key = _load_key(wrap_key)
+    if manifest is not None:  # bind as the manifest's encrypted mount will open each output
+        if bind_path is not None or bind_prefix is not None:
+            raise UsageProblem("give --manifest or --bind-path/--bind-prefix, not both")
+        from libos.binding import bind_options_from_manifest
+
+        bind_path, bind_prefix = bind_options_from_manifest(manifest, output, tree=os.path.isdir(input_path))
     tree = os.path.isdir(input_path)
     created: list[str] = []
     if tree:
@@ -322,6 +328,9 @@ def _encrypt_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--bind-prefix", metavar="PREFIX",
                      help="Bind each file to PREFIX/<path relative to the output root> "
                           "(PREFIX/<basename> for a single file)."),
+        click.option("--manifest", metavar="MANIFEST",
+                     help="Bind each output as the encrypted mount of Gramine manifest MANIFEST that covers "
+                          "it will open it: the mount's URI path + the output's path below it."),
         jobs_option, quiet_option, verbose_option, force_option, no_fsync_option, debug_option,
         click.pass_context,
     ]

@@ -7,12 +7,15 @@ The daemon's life cycle (fork, signals, log) is :mod:`tools.mounting`; the file 
 from __future__ import annotations
 
 import os
+import posixpath
+import shlex
 from collections.abc import Callable
 
 import click
 
 from pal import HostFile
 from pfs.errors import PfsError, WrongKeyError
+from pfs.paths import normalize_bound_path
 from pfs.protected_file import ProtectedFile
 from pfs.storage import BorrowedStorage
 
@@ -32,6 +35,30 @@ def _first_pfs_file(root: str, limit: int = 200) -> str | None:
                 return None
             return os.path.join(folder, name)
     return None
+
+
+def _check_binding(encdir: str, sample: str, key: bytes, bind_prefix: str | None) -> None:
+    """Refuse to mount when ``sample`` (a file below ``encdir``) is bound to another path than
+    the mount would open it as (every file would give EACCES); say which ``--bind-prefix`` fits."""
+    rel = os.path.relpath(sample, encdir).replace(os.sep, "/")
+    expected = posixpath.join(bind_prefix, rel) if bind_prefix is not None else normalize_bound_path(f"{encdir}/{rel}")
+    try:
+        with HostFile(sample) as probe, ProtectedFile.open(BorrowedStorage(probe), key, None) as pf:
+            found = pf.bound_path
+    except PfsError:
+        return  # not a protected file, or damaged: reported when it is opened
+    if found == expected:
+        return
+    what = (f"'{sample}' is bound to '{found}', but this mount would open it as '{expected}' "
+            "(every file would give EACCES)")
+    if found == rel:
+        raise CliError(f"{what}; the files are bound to their paths below '{encdir}': mount it from inside, "
+                       f"as '.' (cd {shlex.quote(encdir)} && pfs mount ... . MOUNTPOINT); not mounting")
+    if found.endswith("/" + rel):
+        prefix = found[:-len(rel)].rstrip("/") or "/"
+        raise CliError(f"{what}; mount with --bind-prefix {shlex.quote(prefix)}; not mounting")
+    raise CliError(f"{what}; no --bind-prefix fits (its bound path does not end in its path below "
+                   f"'{encdir}', '{rel}'); not mounting")
 
 
 @click.command("mount", cls=PfsCommand)
@@ -75,6 +102,7 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
             if isinstance(exc, WrongKeyError):
                 raise CliError(f"wrong key for '{encdir}': {exc}; not mounting") from None
             click.echo(f"pfs: warning: {exc}", err=True)
+        _check_binding(encdir, sample, key, bind_prefix)
     keys = KeyStore()
     keys.set("default", key)
     vfs = VFS(MountTable())

@@ -107,12 +107,17 @@ class ChrootFs(FileSystem):
         self._live: weakref.WeakValueDictionary[tuple[int, int], HostInode] = weakref.WeakValueDictionary()
         self._verified: OrderedDict[str, tuple[tuple[int, ...], list[bytes]]] = OrderedDict()
         self._verified_lock = threading.Lock()
-        root_stat = pal.host_stat(self.host_root)  # the mount root itself may be a host symlink
-        self._root = self.inode_for(self.host_root, root_stat, is_root=True)
+        self._root: HostInode | None = self._find_root()
 
     # ------------------------------------------------------------------ inodes
 
+    def _find_root(self) -> HostInode | None:
+        """The inode of the mount's host root (``OSError`` if there is none)."""
+        root_stat = pal.host_stat(self.host_root)  # the mount root itself may be a host symlink
+        return self.inode_for(self.host_root, root_stat, is_root=True)
+
     def root(self) -> Inode:
+        assert self._root is not None
         return self._root
 
     def inode_class(self, mode: int) -> type[HostInode]:

@@ -5,11 +5,15 @@ the key ``key_name`` of a :class:`KeyStore`. The host mechanics (lookup, listing
 unlink, attributes, live inodes by host identity) are those of :mod:`vfs.chroot`; this module adds
 the encryption.
 
-**Bound paths.** A file is bound to its host path as the mount URI gives it, joined with the
-path below the mount and normalized lexically (URI ``file:enc_dir`` + ``/a/b`` -> ``enc_dir/a/b``),
-as Gramine does; with ``bind_prefix`` it is bound to ``bind_prefix/<path below the mount>``
-instead (what ``pfs encrypt --bind-prefix`` makes). A mount of a single host file binds it to
-the URI's path (or to ``bind_prefix`` itself).
+**Bound paths.** As Gramine does, a file is bound to the mount URI's path *as written*, joined
+with the path below the mount and normalized lexically (``get_norm_path``): URI ``file:enc/`` +
+``a/b`` -> ``enc/a/b``, relative stays relative, nothing is resolved. ``bind_root`` is that URI
+path (the LibOS passes the manifest's; default: ``host_path`` as given), while ``host_path`` only
+says where the files are. With ``bind_prefix`` a file is bound to ``bind_prefix/<path below the
+mount>`` instead (what ``pfs encrypt --bind-prefix`` makes). A mount of a single host file binds
+it to the URI's path (or to ``bind_prefix`` itself); that file need not exist yet (a URI not
+ending in ``/`` whose host folder exists): the mount point then gives ENOENT until an open with
+``O_CREAT`` makes the file (:meth:`EncryptedFs.create_root`), as in Gramine.
 
 **One protected file per inode.** The first open makes a :class:`~pfs.ProtectedFile` that every
 later open of the same inode shares (reference counted; opened read-only until a writer comes,
@@ -130,12 +134,13 @@ class EncryptedFs(ChrootFs):
     type_name = "encrypted"
 
     def __init__(self, host_path: str, *, key_name: str = "default", keys: KeyStore, enable_recovery: bool = False,
-                 bind_prefix: str | None = None):
-        super().__init__(host_path)
+                 bind_prefix: str | None = None, bind_root: str | None = None):
         self.key_name = key_name
         self.keys = keys
         self.enable_recovery = enable_recovery
         self.bind_prefix = bind_prefix
+        super().__init__(host_path)
+        self.bind_root = self.uri_path if bind_root is None else bind_root
         self._sizes: OrderedDict[tuple[int, ...], int] = OrderedDict()
         self._sizes_lock = threading.Lock()
         self._logged: set[str] = set()
@@ -143,6 +148,35 @@ class EncryptedFs(ChrootFs):
 
     def inode_class(self, mode: int) -> type[HostInode]:
         return EncryptedInode
+
+    def _find_root(self) -> HostInode | None:
+        try:
+            return super()._find_root()
+        except FileNotFoundError:
+            # a single file to be made by the program (Gramine's "write a result" mount)
+            if self.uri_path.endswith("/") or not os.path.isdir(os.path.dirname(self.host_root)):
+                raise
+            return None
+
+    def root(self) -> Inode | None:  # type: ignore[override]
+        """The mount's root; None for a single-file mount whose file doesn't exist yet."""
+        return self._root
+
+    def create_root(self, mode: int, uid: int, gid: int) -> Inode:
+        """Make the missing file of a single-file mount (an open with ``O_CREAT`` of the mount point)."""
+        with self.lock:
+            if self._root is not None:
+                raise err(errno.EEXIST, self.host_root)
+            self.check_writable(self.host_root)
+            self.new_file(self.host_root, mode)
+            s = pal.host_lstat(self.host_root)
+            if st.S_IMODE(s.st_mode) != mode & 0o7777:
+                pal.host_chmod(self.host_root, mode & 0o7777)  # the host umask undone
+            if pal.host_geteuid() == 0 and (uid, gid) != (s.st_uid, s.st_gid):
+                pal.host_lchown(self.host_root, uid, gid)
+                s = pal.host_lstat(self.host_root)
+            self._root = self.inode_for(self.host_root, s, is_root=True)
+            return self._root
 
     # ------------------------------------------------------------------ keys and paths
 
@@ -158,7 +192,7 @@ class EncryptedFs(ChrootFs):
         rel = self.rel_path(host_path)
         if self.bind_prefix is not None:
             return posixpath.join(self.bind_prefix, rel) if rel else self.bind_prefix
-        return normalize_bound_path(posixpath.join(self.uri_path, rel) if rel else self.uri_path)
+        return normalize_bound_path(self.bind_root + "/" + rel if rel else self.bind_root)
 
     def hidden(self, name: str) -> bool:
         """Whether the host entry ``name`` is kept out of sight (recovery journals)."""
@@ -214,6 +248,22 @@ class EncryptedFs(ChrootFs):
             self.log_failure(host_path, exc)
             raise
         return pf, host
+
+    def new_file(self, path: str, mode: int) -> None:
+        """Make a valid empty protected file at host ``path`` (which must not exist), bound to
+        its path; nothing is left on the host if that fails."""
+        key = self.key(path)  # before anything is made on the host
+        fd = pal.host_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, mode & 0o7777)
+        host = pal.HostFile.from_fd(fd, path, writable=True)
+        try:
+            pf = ProtectedFile.create(host, key, self.bound_path(path))
+            pf.flush(sync=False)  # a valid empty file; durable with the first fsync, as on Linux
+            pf.close()
+        except BaseException:
+            host.close()
+            with contextlib.suppress(OSError):
+                pal.host_unlink(path)
+            raise
 
     def prefetch_sizes(self, inodes: list[EncryptedInode]) -> None:
         """Ask the host to start reading the metadata and root MHT nodes of every closed file
@@ -445,18 +495,7 @@ class EncryptedInode(HostInode):
         self.fs.check_writable(path)
         if self.fs.hidden(name):
             raise err(errno.EPERM, path)
-        key = self.fs.key(path)  # before anything is made on the host
-        fd = pal.host_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, mode & 0o7777)
-        host = pal.HostFile.from_fd(fd, path, writable=True)
-        try:
-            pf = ProtectedFile.create(host, key, self.fs.bound_path(path))
-            pf.flush(sync=False)  # a valid empty file; durable with the first fsync, as on Linux
-            pf.close()
-        except BaseException:
-            host.close()
-            with contextlib.suppress(OSError):
-                pal.host_unlink(path)
-            raise
+        self.fs.new_file(path, mode)
         return self._made(path, mode, uid, gid)
 
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Inode:

@@ -51,7 +51,8 @@ def load_mfusepy():
     """Import ``mfusepy`` on libfuse3, or raise a clear error.
 
     mfusepy looks for libfuse2 first (Debian installs it beside libfuse3 for other tools, e.g.
-    gocryptfs), so libfuse3 is named explicitly unless the caller chose a library already.
+    gocryptfs), so libfuse3 is named explicitly unless the caller chose a library already; a
+    library of another major version is refused (the bridge serves libfuse3's calls only).
     """
     if "mfusepy" not in sys.modules and not os.environ.get("FUSE_LIBRARY_PATH") \
             and not os.environ.get("FUSE_LIBRARY_NAME"):
@@ -62,6 +63,9 @@ def load_mfusepy():
         import mfusepy
     except (ImportError, OSError) as exc:  # libfuse missing: mfusepy raises at import
         raise OSError(errno.ENOSYS, f"FUSE is not available ({exc}); install the fuse3 package") from None
+    if mfusepy.fuse_version_major != 3:
+        raise OSError(errno.ENOSYS, f"libfuse {mfusepy.fuse_version_major} was loaded (FUSE_LIBRARY_PATH or "
+                      "FUSE_LIBRARY_NAME?); pfskit needs libfuse3: unset them or name libfuse3")
     return mfusepy
 
 
@@ -124,19 +128,18 @@ class FuseBridge:
     # ------------------------------------------------------------------ lifecycle
 
     def init_with_config(self, conn, config) -> None:
-        if config is not None:
-            config.use_ino = 1
-            # libfuse renames an open file it is told to remove to a hidden name, which keeps a
-            # path for later requests on it (fstat): see _hide
-            config.hard_remove = 0
-            config.kernel_cache = 0 if self.direct_io else 1
-            config.direct_io = 1 if self.direct_io else 0
-            # calls on an open file may come without a path (an unlinked file has none)
-            config.nullpath_ok = 1
-            config.attr_timeout = self.attr_timeout
-            config.entry_timeout = self.attr_timeout
-            # names that don't exist are cached too (sqlite looks for its journal at every query)
-            config.negative_timeout = self.attr_timeout
+        config.use_ino = 1
+        # libfuse renames an open file it is told to remove to a hidden name, which keeps a
+        # path for later requests on it (fstat): see _hide
+        config.hard_remove = 0
+        config.kernel_cache = 0 if self.direct_io else 1
+        config.direct_io = 1 if self.direct_io else 0
+        # calls on an open file may come without a path (an unlinked file has none)
+        config.nullpath_ok = 1
+        config.attr_timeout = self.attr_timeout
+        config.entry_timeout = self.attr_timeout
+        # names that don't exist are cached too (sqlite looks for its journal at every query)
+        config.negative_timeout = self.attr_timeout
         if conn is not None:
             conn.max_write = MAX_IO
             conn.max_readahead = min(conn.max_readahead or MAX_IO, MAX_IO)
@@ -337,8 +340,9 @@ class FuseBridge:
     # ------------------------------------------------------------------ names
 
     def readdir(self, path: str | None, fh: int) -> list[tuple[str, dict[str, int], int]]:
-        """The whole listing at once (offset 0 everywhere; used when the kernel isn't served
-        through :meth:`listing`, e.g. under libfuse 2)."""
+        """The whole listing at once. mfusepy sets libfuse's readdir callback only when the
+        operations have this method; the kernel's requests are served by ``readdir_fuse_3`` in
+        :func:`serve`, through :meth:`listing`."""
         # with use_ino the kernel takes d_ino from here: an entry with ino 0 is skipped by readdir(3)
         return [(name, {"st_ino": ino, "st_mode": dtype << 12}, 0) for name, ino, dtype in self._entries(path, fh)]
 

@@ -1,39 +1,121 @@
 """tmpfs: an in-memory file system with full semantics (files, folders, symlinks, hard links,
-FIFOs), shared by every process of one LibOS."""
+FIFOs), shared by every process of one LibOS.
+
+**Size limit.** File contents are real memory (no sparse files), so a tmpfs holds at most
+``size_limit`` bytes of file data: by default half of the host's memory, as Linux's tmpfs. A
+growth is refused before anything changes: EFBIG for a file larger than the whole limit, ENOSPC
+when the other files leave no room, ENOMEM when the host hasn't the memory available right now
+(or the allocation fails). ``statfs`` reports the limit and what is left of it.
+"""
 
 from __future__ import annotations
 
 import errno
 import stat as st
-from collections.abc import Iterable
+import threading
+import weakref
+from collections.abc import Callable, Iterable
 
-from .node import FileSystem, Handle, Inode, err
+import pal
+
+from .node import BLOCK_SIZE, FileSystem, Handle, Inode, err
+
+FALLBACK_SIZE_LIMIT = 4 << 30  # when the host's memory size is unknown
+# growths from this size on are checked against the host's available memory first (smaller ones
+# just try: a failed allocation is ENOMEM too)
+CHECK_MEMORY_FROM = 16 << 20
+
+
+def default_size_limit() -> int:
+    """Half of the host's memory (Linux tmpfs's default), or 4 GiB when it is unknown."""
+    memory = pal.host_memory()
+    return memory[0] // 2 if memory is not None else FALLBACK_SIZE_LIMIT
+
+
+class MemoryQuota:
+    """The bytes of file data one tmpfs may hold, and how many it holds."""
+
+    def __init__(self, limit: int | None = None):
+        self.limit = limit if limit is not None else default_size_limit()
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def grow(self, old: int, new: int) -> None:
+        """Account a file growing from ``old`` to ``new`` bytes, or raise (nothing accounted)."""
+        more = new - old
+        if more <= 0:
+            return
+        if new > self.limit:
+            raise OSError(errno.EFBIG, f"{new} bytes is past the tmpfs size limit ({self.limit} bytes)")
+        with self._lock:
+            if self.used + more > self.limit:
+                raise OSError(errno.ENOSPC, f"no space left on the tmpfs ({self.limit - self.used} of "
+                                            f"{self.limit} bytes free, {more} needed)")
+            memory = pal.host_memory() if more >= CHECK_MEMORY_FROM else None
+            if memory is not None and more > memory[1]:
+                raise OSError(errno.ENOMEM, f"the host has {memory[1]} bytes of memory available, "
+                                            f"{more} needed")
+            self.used += more
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
+_shared_quota: MemoryQuota | None = None
+
+
+def _quota_of(fs: FileSystem) -> MemoryQuota:
+    """The quota of ``fs`` (a TmpFs), or one shared by tmpfs folders inside other file systems."""
+    quota = getattr(fs, "quota", None)
+    if isinstance(quota, MemoryQuota):
+        return quota
+    global _shared_quota
+    if _shared_quota is None:
+        _shared_quota = MemoryQuota()
+    return _shared_quota
 
 
 class TmpFs(FileSystem):
-    """An in-memory file system."""
+    """An in-memory file system of at most ``size_limit`` bytes of file data (default: half
+    of the host's memory)."""
 
     type_name = "tmpfs"
 
-    def __init__(self) -> None:
+    def __init__(self, size_limit: int | None = None) -> None:
         super().__init__()
+        self.quota = MemoryQuota(size_limit)
         self._root = TmpDir(self, st.S_IFDIR | 0o1777)
+
+    @property
+    def size_limit(self) -> int:
+        return self.quota.limit
 
     def root(self) -> Inode:
         return self._root
 
     def statfs(self) -> dict[str, int]:
         info = super().statfs()
-        info.update(f_blocks=1 << 20, f_bfree=1 << 20, f_bavail=1 << 20, f_files=1 << 20, f_ffree=1 << 20)
+        blocks = self.quota.limit // BLOCK_SIZE
+        free = max(0, self.quota.limit - self.quota.used) // BLOCK_SIZE
+        info.update(f_blocks=blocks, f_bfree=free, f_bavail=free, f_files=1 << 20, f_ffree=1 << 20)
         return info
 
 
+def _release(quota: MemoryQuota, held: list[int]) -> None:
+    quota.release(held[0])
+    held[0] = 0
+
+
 class TmpFile(Inode):
-    """A regular file held in a ``bytearray``."""
+    """A regular file held in a ``bytearray`` (its length counted in its tmpfs's quota)."""
 
     def __init__(self, fs: FileSystem, mode: int, uid: int = 0, gid: int = 0):
         super().__init__(fs, mode, uid=uid, gid=gid)
         self.data = bytearray()
+        self._quota = _quota_of(fs)
+        self._held = [0]  # bytes accounted in the quota; given back when the file is gone
+        weakref.finalize(self, _release, self._quota, self._held)
 
     def size(self) -> int:
         return len(self.data)
@@ -41,12 +123,37 @@ class TmpFile(Inode):
     def open(self, flags: int) -> Handle:
         return TmpHandle(self)
 
+    def grow(self, end: int, fill: Callable[[], None]) -> None:
+        """Grow the data to ``end`` bytes by calling ``fill`` (which extends ``self.data``), within
+        the quota; a growth that is refused or can't be allocated leaves the file as it was.
+        Call with the lock held."""
+        old = len(self.data)
+        self._quota.grow(old, end)
+        try:
+            fill()
+        except MemoryError:
+            del self.data[old:]
+            self._quota.release(end - old)
+            raise OSError(errno.ENOMEM, f"can't allocate {end - old} bytes of memory") from None
+        except BaseException:
+            del self.data[old:]
+            self._quota.release(end - old)
+            raise
+        self._held[0] += end - old
+
+    def resize(self, size: int) -> None:
+        """Make the data ``size`` bytes long (zeros when it grows); see :meth:`grow`."""
+        old = len(self.data)
+        if size > old:
+            self.grow(size, lambda: self.data.extend(bytes(size - old)))
+        elif size < old:
+            del self.data[size:]
+            self._quota.release(old - size)
+            self._held[0] -= old - size
+
     def truncate(self, size: int) -> None:
         with self.lock:
-            if size < len(self.data):
-                del self.data[size:]
-            else:
-                self.data.extend(bytes(size - len(self.data)))
+            self.resize(size)
             self.touch(mtime=True, ctime=True)
 
 
@@ -60,11 +167,20 @@ class TmpHandle(Handle):
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
         if not len(data):
             return 0  # an empty write never extends the file
-        buf = self.inode.data
-        with self.inode.lock:
-            if offset > len(buf):
-                buf.extend(bytes(offset - len(buf)))
-            buf[offset:offset + len(data)] = data
+        inode = self.inode
+        buf = inode.data
+        end = offset + len(data)
+        with inode.lock:
+            if end <= len(buf):
+                buf[offset:end] = data
+                return len(data)
+
+            def fill() -> None:
+                if offset > len(buf):
+                    buf.extend(bytes(offset - len(buf)))
+                buf[offset:end] = data
+
+            inode.grow(end, fill)
         return len(data)
 
     def truncate(self, size: int) -> None:

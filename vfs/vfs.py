@@ -140,7 +140,10 @@ class VFS:
         child_path = _join(cur.path, name)
         mount = self.mounts.at(child_path)
         if mount is not None:
-            return Location(child_path, mount, mount.root, cur)
+            root = mount.root
+            if root is None:  # a single-file mount whose file isn't made yet
+                raise err(errno.ENOENT, path)
+            return Location(child_path, mount, root, cur)
         inode = cur.inode.lookup(name)
         if inode is None:
             raise err(errno.ENOENT, path)
@@ -229,6 +232,18 @@ class VFS:
         except FileNotFoundError:
             return None
 
+    def _absent_root(self, parent: Location, name: str) -> Mount | None:
+        """The mount at ``parent/name`` if its root doesn't exist yet (a single-file mount whose
+        file isn't made: only creating a regular file there makes it)."""
+        mount = self.mounts.at(_join(parent.path, name))
+        return mount if mount is not None and mount.root is None else None
+
+    def _create_root(self, ctx: Context, mount: Mount, parent: Location, mode: int, path: str) -> Inode:
+        if mount.readonly:
+            raise err(errno.EROFS, path)
+        return mount.fs.create_root(mode & 0o7777 & ~ctx.umask, ctx.uid,  # type: ignore[attr-defined]
+                                    self._new_gid(ctx, parent))
+
     def realpath(self, ctx: Context, path: str) -> str:
         """The canonical path of ``path`` (symlinks resolved)."""
         return self.lookup(ctx, path).path
@@ -309,11 +324,15 @@ class VFS:
         for name, child in inode.entries():
             mount = self.mounts.at(_join(loc.path, name))
             target = mount.root if mount is not None else child
+            if target is None:
+                continue
             out.append((name, target.ino, dirent_type(target.mode)))
             seen.add(name)
         for name in self.mounts.children_of(loc.path):
             if name not in seen:
                 root = self.mounts.at(_join(loc.path, name)).root  # type: ignore[union-attr]
+                if root is None:
+                    continue
                 out.append((name, root.ino, dirent_type(root.mode)))
         return out
 
@@ -329,6 +348,8 @@ class VFS:
         parent, name, _ = self.lookup_parent(ctx, path)
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
+        if self._absent_root(parent, name) is not None:
+            raise err(errno.EPERM, path)  # a single-file mount takes a regular file only
         self._parent_for_change(ctx, parent, path)
         perm = mode & ~ctx.umask & 0o1777  # mkdir drops set-user/group-ID from its argument...
         if parent.inode.mode & st.S_ISGID:
@@ -345,6 +366,12 @@ class VFS:
         kind = st.S_IFMT(mode) or st.S_IFREG
         if kind not in (st.S_IFREG, st.S_IFIFO):
             raise err(errno.EPERM, path)
+        target = self._absent_root(parent, name)
+        if target is not None:
+            if kind != st.S_IFREG:
+                raise err(errno.EPERM, path)  # a single-file mount takes a regular file only
+            self._create_root(ctx, target, parent, mode, path)
+            return
         self._parent_for_change(ctx, parent, path)
         perm = mode & 0o7777 & ~ctx.umask
         if kind == st.S_IFREG:
@@ -363,6 +390,8 @@ class VFS:
             raise err(errno.EEXIST, path)
         if trailing:
             raise err(errno.ENOENT, path)
+        if self._absent_root(parent, name) is not None:
+            raise err(errno.EPERM, path)  # a single-file mount takes a regular file only
         self._parent_for_change(ctx, parent, path)
         parent.inode.symlink(name, target, ctx.uid, self._new_gid(ctx, parent))
 
@@ -375,7 +404,7 @@ class VFS:
             raise err(errno.ENOENT, new)
         if src.inode.is_dir:
             raise err(errno.EPERM, old)
-        if src.mount is not parent.mount:
+        if src.mount is not parent.mount or self._absent_root(parent, name) is not None:
             raise err(errno.EXDEV, new)
         self._parent_for_change(ctx, parent, new)
         parent.inode.link(name, src.inode)
@@ -419,7 +448,7 @@ class VFS:
         if old_name in (".", "..") or new_name in (".", ".."):
             raise err(errno.EBUSY, old if old_name in (".", "..") else new)
         src = self._child(ctx, old_parent, old_name, old)
-        if old_parent.mount is not new_parent.mount:
+        if old_parent.mount is not new_parent.mount or self._absent_root(new_parent, new_name) is not None:
             raise err(errno.EXDEV, new)
         dst = self._maybe_child(ctx, new_parent, new_name, new)  # as Linux, before the checks below
         if (old_trailing or new_trailing) and not src.inode.is_dir:
@@ -513,9 +542,13 @@ class VFS:
             if loc is None:
                 if trailing:
                     raise err(errno.EISDIR, path)
-                self._parent_for_change(ctx, parent, path)
-                inode = parent.inode.create(name, mode & 0o7777 & ~ctx.umask, ctx.uid,
-                                            self._new_gid(ctx, parent))
+                target = self._absent_root(parent, name)
+                if target is not None:  # the absent file of a single-file mount: the mount makes it
+                    inode = self._create_root(ctx, target, parent, mode, path)
+                else:
+                    self._parent_for_change(ctx, parent, path)
+                    inode = parent.inode.create(name, mode & 0o7777 & ~ctx.umask, ctx.uid,
+                                                self._new_gid(ctx, parent))
                 loc = self._child(ctx, parent, name, path)
                 assert loc.inode is inode or loc.inode.ino == inode.ino
                 created = True
