@@ -252,10 +252,13 @@ def test_user_rename_of_closed_file_to_hidden_name_is_a_rename(tmp_path: Path, k
 
 
 def _tampered(key: Path, tmp_path: Path, enc: Path) -> None:
+    """``enc/bad.bin``, bound to the path as given (relative to ``tmp_path`` for a relative ``enc``:
+    as a manifest's ``file:enc/`` makes Gramine open it), with a data node tampered with."""
     src = tmp_path / "src"
     src.mkdir()
     (src / "bad.bin").write_bytes(b"b" * 50_000)
-    run([PFS, "encrypt", "-q", "-w", key, "-i", src, "-o", enc, "--force"], check=True)
+    run([PFS, "encrypt", "-q", "-w", key, "-i", src, "-o", enc, "--force"], check=True, cwd=tmp_path)
+    enc = tmp_path / enc
     raw = bytearray((enc / "bad.bin").read_bytes())
     raw[3 * 4096 + 7] ^= 0x80
     (enc / "bad.bin").write_bytes(raw)
@@ -284,7 +287,7 @@ def test_background_pfs_mount_logs_to_the_default_log(tmp_path: Path, key: Path,
 
 def test_background_libos_mount_logs_to_the_default_log(tmp_path: Path, key: Path, libos_manifest: Path,
                                                         mounter: Mounter, state_home: Path) -> None:
-    _tampered(key, tmp_path, tmp_path / "enc")
+    _tampered(key, tmp_path, Path("enc"))
     m = mounter.background([LIBOS, "mount", "m.toml", tmp_path / "mnt"], tmp_path / "mnt", cwd=tmp_path)
     _eio(tmp_path / "mnt" / "data" / "bad.bin")
     proc = run([PFS, "umount", tmp_path / "mnt"])
@@ -303,7 +306,8 @@ def test_umount_fails_when_writes_were_lost(tmp_path: Path, key: Path, mounter: 
         with pytest.raises(OSError), open(mnt / "big.bin", "wb") as f:
             f.write(os.urandom(3 * 1024 * 1024))
         proc = run([PFS, "umount", mnt])
-        line = one_line_error(proc, "unmounted", "big.bin", "No space left on device", str(state_home / "mount.log"))
+        line = one_line_error(proc, "unmounted", "big.bin", str(state_home / "mount.log"))
+        assert "No space left on device" in line or "are free" in line, line
         assert proc.returncode == 1, line
         assert not mounted(mnt)
         assert "big.bin" in (state_home / "mount.log").read_text()
