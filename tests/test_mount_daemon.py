@@ -25,7 +25,7 @@ _why = fuse_unavailable()
 require(_why is None, f"real FUSE mounts unavailable: {_why}")
 
 NOBODY = 65534
-SIGNALS = [signal.SIGTERM, signal.SIGINT]
+SIGNALS = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
 
 
 @pytest.fixture(scope="module")

@@ -247,11 +247,11 @@ def _detail(proc: subprocess.CompletedProcess) -> str:
 def unmount(mountpoint: str, *, timeout: float = EXIT_TIMEOUT) -> None:
     """Unmount a FUSE mount point and wait for its daemon to flush and exit; CliError if files
     could not be flushed, or if the daemon had died (its stale mount is removed then)."""
-    status = read_status(mountpoint)
     if is_stale(mountpoint):
         _remove_stale(mountpoint)
-    if not os.path.ismount(mountpoint):
+    if not os.path.ismount(mountpoint):  # (this waits for the daemon's start: its status is written then)
         raise CliError(f"'{mountpoint}' is not mounted")
+    status = read_status(mountpoint)
     waiting = status is not None and daemon_alive(status)
     proc = _fusermount(mountpoint)
     if proc.returncode:
