@@ -156,6 +156,7 @@ class Mount:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     background_pids: list[int] = field(default_factory=list)
+    start_stderr: str = ""  # what a background mount command printed
 
     def pids(self) -> list[int]:
         if self.proc is not None:
@@ -251,6 +252,7 @@ class Mounter:
         if proc.returncode != 0:
             raise AssertionError(f"{argv} failed ({proc.returncode}): {proc.stderr.strip()}")
         assert mounted(mp), f"{argv} returned 0 but {mp} is not mounted"
+        m.start_stderr = proc.stderr
         m.background_pids = daemon_pids(mp)
         assert m.background_pids, f"no daemon found for {mp}"
         return m

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shlex
+from collections.abc import Callable
 
 import click
 
@@ -71,7 +72,9 @@ def _check_binding(encdir: str, sample: str, key: bytes, bind_prefix: str | None
 @click.option("--allow-other", is_flag=True, help="Let other users access the mount (needs user_allow_other).")
 @click.option("--recovery", is_flag=True, help="Keep Gramine's recovery journal for files written through the mount.")
 @click.option("--log", "log_file", metavar="FILE",
-              help="Append the daemon's messages (e.g. files that fail authentication) to FILE.")
+              help="Append the daemon's messages (e.g. files that fail authentication) to FILE. Without it a "
+                   "background mount appends them to $XDG_STATE_HOME/pfskit/mount.log "
+                   "(~/.local/state/pfskit/mount.log); a foreground one prints them.")
 @debug_option
 @click.pass_context
 def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: bool, bind_prefix: str | None,
@@ -110,15 +113,22 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
 
         logging.basicConfig(level=logging.DEBUG)
 
-    def run() -> None:
+    def run(ready: Callable[[], None]) -> None:
         serve(vfs, os.path.abspath(mountpoint), writable=rw, foreground=True, allow_other=allow_other,
-              debug=settings.debug, fsname=os.path.abspath(encdir), subtype="pfs")
+              debug=settings.debug, fsname=os.path.abspath(encdir), subtype="pfs", ready=ready)
 
     code = run_mount(run, mountpoint, foreground=foreground, log_file=log_file)
     if not foreground:
-        click.echo(f"mounted {encdir} at {mountpoint} ({'read-write' if rw else 'read-only'}); "
-                   f"unmount with 'pfs umount {mountpoint}'", err=True)
+        _say_mounted(encdir, mountpoint, rw, log_file)
     return code
+
+
+def _say_mounted(encdir: str, mountpoint: str, rw: bool, log_file: str | None) -> None:
+    from .mounting import mount_log_path
+
+    click.echo(f"mounted {encdir} at {mountpoint} ({'read-write' if rw else 'read-only'}); "
+               f"unmount with 'pfs umount {mountpoint}'; messages go to {mount_log_path(log_file, foreground=False)}",
+               err=True)
 
 
 @click.command("umount", cls=PfsCommand)
@@ -126,7 +136,8 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
 @debug_option
 @click.pass_context
 def umount(ctx: click.Context, mountpoint: str, debug: bool) -> int:
-    """Unmount a `pfs mount` (every change is encrypted and flushed first)."""
+    """Unmount a `pfs mount` or `libos mount`: waits until the daemon has encrypted and flushed every
+    change; fails if it could not (or had died: then its stale mount is removed)."""
     _settings(ctx, debug)
     from .mounting import unmount
 

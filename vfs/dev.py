@@ -21,6 +21,11 @@ write gives EINVAL. Looking up an unknown name gives ENOENT; ``open(O_CREAT)`` m
 (listed, empty) that a write then sets. Key files are mode 0666 as Gramine's (every process of a
 LibOS is in one trust domain), and ``stat`` reports size 0 like other pseudo files.
 
+Shown to the host (``libos mount``), the keys would be readable by anyone who can reach the
+mount: :meth:`DevFs.host_view` hides them, or with ``expose=True`` shows them mode 0600 (the
+folder 0700), owned by the mount's owner, and marks them ``owner_only`` (the FUSE bridge then
+refuses opens from any other uid, root included).
+
 The top of /dev is fixed: creating or removing names there gives EPERM (use ``/dev/shm``).
 """
 
@@ -159,8 +164,11 @@ class KeyFile(Inode):
     """``/dev/attestation/keys/NAME``."""
 
     def __init__(self, fs: DevFs, name: str):
-        super().__init__(fs, st.S_IFREG | 0o666, ino=fs.key_ino(name))
+        owner = fs.key_owner
+        super().__init__(fs, st.S_IFREG | (0o666 if owner is None else 0o600), ino=fs.key_ino(name),
+                         uid=owner[0] if owner else 0, gid=owner[1] if owner else 0)
         self.name = name
+        self.owner_only = owner is not None
 
     def size(self) -> int:
         return 0
@@ -249,6 +257,7 @@ class DevFs(FileSystem):
     def __init__(self, keys: KeyStoreLike | None = None, *, stdio: bool = True):
         super().__init__()
         self.keys = keys
+        self.key_owner: tuple[int, int] | None = None  # (uid, gid) once shown to the host with keys
         self.pending_keys: set[str] = set()
         self._key_inos: dict[str, int] = {}
         root = self._root = DevDir(self)
@@ -266,6 +275,22 @@ class DevFs(FileSystem):
 
     def root(self) -> Inode:
         return self._root
+
+    def host_view(self, *, expose: bool, owner: tuple[int, int]) -> None:
+        """Prepare this /dev to be shown to the host: without ``expose`` there is no
+        ``attestation/keys``; with it the keys are mode 0600 (their folder 0700), owned by
+        ``owner`` (uid, gid), and open only to that uid."""
+        attestation = self._root.children.get("attestation")
+        if not isinstance(attestation, DevDir) or "keys" not in attestation.children:
+            return
+        if not expose:
+            del attestation.children["keys"]
+            return
+        self.key_owner = owner
+        keys = attestation.children["keys"]
+        keys.mode = st.S_IFDIR | 0o700
+        keys.uid, keys.gid = owner
+        keys.owner_only = True  # type: ignore[attr-defined]
 
     def describe(self) -> str:
         return "devtmpfs"

@@ -4,8 +4,10 @@ Every request goes through the same VFS the LibOS uses, so what a mount shows is
 an application inside the LibOS sees. Open files are kept by handle number. A file unlinked (or
 replaced by a rename) while open stays fully usable, ``fstat`` included: libfuse's high-level
 API names such a file by a path in its requests, so it "hides" it by renaming it to
-``.fuse_hiddenNNNN``; the bridge turns that rename into a real unlink and answers for the hidden
-name from the open handles, so nothing is ever left in the user's folder, even after a crash.
+``.fuse_hiddenNNNN``; the bridge turns that rename (of a file it has open handles of, to a free
+name in the same folder: any other rename is a rename) into a real unlink and answers for the
+hidden name from the open handles, so nothing is ever left in the user's folder, even after a
+crash. Stopping on a signal and the session's errors are :mod:`vfs.fuse_session`.
 The kernel's page cache is used where that is safe: attributes and entries (names that don't
 exist too) are cached for a second, file data is kept across opens (``kernel_cache``: only
 this daemon changes the files), and a writable mount enables the writeback cache, which
@@ -23,9 +25,12 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from .file import OpenFile
+from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
+from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
 from .node import Stat, err
 from .vfs import VFS, Location
 
@@ -110,6 +115,11 @@ class FuseBridge:
         self._next_fh = 1
         self._lock = threading.Lock()
         self.call_fh = threading.local()  # the handle of a chmod/chown/utimens call (mfusepy drops it)
+        self.owner = os.geteuid()  # the mount's owner: the only user who may open owner-only files
+        self.caller_uid: Callable[[], int] = os.geteuid  # uid of the request being served (set by serve)
+        self.on_init: Callable[[], None] | None = None  # called once the session runs (set by serve)
+        self.on_destroy: Callable[[], None] | None = None  # called when libfuse destroys it (set by serve)
+        self.failures: list[str] = []  # writes lost where no program may hear of it: write-back, last closes, unmount
         if not writable:
             # nothing to push at close: without a flush callback the kernel stops sending FLUSH
             # (one round trip less per close)
@@ -137,18 +147,38 @@ class FuseBridge:
             if self.writeback:
                 want |= FUSE_CAP_WRITEBACK_CACHE
             conn.want |= want & conn.capable
+        if self.on_init is not None:
+            self.on_init()
 
     def destroy(self, path: str) -> None:
-        """Unmount: close every open file (flushing it) and sync the file systems."""
+        """Unmount: fsync and close every file still open (the kernel never releases them when
+        the session ends on a signal) and sync the file systems. What fails is logged and kept in
+        :attr:`failures`."""
+        if self.on_destroy is not None:
+            self.on_destroy()
         with self._lock:
             files = list(self._files.values())
             self._files.clear()
         for file in files:
             try:
+                if file.writable and file.handle is not None:
+                    file.fsync()
                 file.decref()
             except OSError as exc:
-                log.error("flushing %s at unmount failed: %s", file.path, exc)
-        self.vfs.sync()
+                self._failed(f"flushing {file.path} at unmount failed", exc)
+        try:
+            self.vfs.sync()
+        except OSError as exc:
+            self._failed(f"flushing {exc.filename or 'the mount'} at unmount failed", exc)
+
+    def _failed(self, what: str, exc: OSError) -> None:
+        """A write lost where no program may hear of it: logged, and in the mount's result."""
+        message = f"{what}: {exc.strerror or exc}"
+        with self._lock:
+            if any(f.startswith(f"{what}: ") for f in self.failures):
+                return  # once per file (a failed write-back comes page after page)
+            self.failures.append(message)
+        log.error("%s", message)
 
     # ------------------------------------------------------------------ handles
 
@@ -163,6 +193,27 @@ class FuseBridge:
         file = self._files.get(fh)
         if file is None:
             raise err(errno.EBADF)
+        return file
+
+    def open_for_writing(self) -> list[str]:
+        """Paths of the regular files open for writing (those with a path still)."""
+        with self._lock:
+            files = list(self._files.values())
+        return sorted({f.path for f in files if f.writable and f.inode.is_reg and f.path})
+
+    def _owner_gate(self, inode: Any) -> None:
+        """EACCES when ``inode`` is owner-only (``/dev/attestation/keys`` shown with
+        ``--expose-keys``) and the request comes from another user than the mount's owner."""
+        if getattr(inode, "owner_only", False) and self.caller_uid() != self.owner:
+            raise err(errno.EACCES)
+
+    def _owner_check(self, file: OpenFile) -> OpenFile:
+        """``file``, unless :meth:`_owner_gate` refuses it (then it is closed again)."""
+        try:
+            self._owner_gate(file.inode)
+        except OSError:
+            file.decref()
+            raise
         return file
 
     def _check_write(self) -> None:
@@ -355,15 +406,32 @@ class FuseBridge:
 
     def rename(self, old: str, new: str) -> int:
         self._check_write()
-        hidden = self._hidden_name(new)
-        if hidden is not None and hidden not in self._hidden and self._hidden_file(old) is None:
-            try:
-                self.vfs.stat(self.ctx, new, follow=False)
-            except FileNotFoundError:
-                self._hide(old, hidden)
-                return 0
-        self.vfs.rename(self.ctx, old, new)
+        if self._is_hide_rename(old, new):
+            self._hide(old, self._hidden_name(new))  # type: ignore[arg-type]
+        else:
+            self.vfs.rename(self.ctx, old, new)
         return 0
+
+    def _is_hide_rename(self, old: str, new: str) -> bool:
+        """Whether renaming ``old`` to ``new`` is libfuse hiding a removed file: ``new`` is a
+        free name of libfuse's form in the same folder, and ``old`` is open (libfuse hides only
+        files with open handles). Any other rename, a user's to such a name included, is one."""
+        hidden = self._hidden_name(new)
+        if hidden is None or hidden in self._hidden or self._hidden_file(old) is not None:
+            return False
+        if old.rpartition("/")[0] != new.rpartition("/")[0]:
+            return False
+        try:
+            inode = self.vfs.lookup(self.ctx, old, follow=False).inode
+        except FileNotFoundError:
+            return False  # the rename gives ENOENT
+        try:
+            self.vfs.stat(self.ctx, new, follow=False)
+            return False
+        except FileNotFoundError:
+            pass
+        with self._lock:
+            return any(f.inode is inode for f in self._files.values())
 
     def symlink(self, target: str, source: str) -> int:
         """``ln -s source target``: create ``target`` pointing to ``source``."""
@@ -381,8 +449,9 @@ class FuseBridge:
 
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
         self._check_write()
+        self._owner_gate(self.vfs.lookup(self.ctx, path.rpartition("/")[0] or "/").inode)
         file = self.vfs.open(self.ctx, path, self._open_flags(flags) | os.O_CREAT, mode)
-        return self._add(file)
+        return self._add(self._owner_check(file))
 
     def open(self, path: str, flags: int) -> int:
         if flags & 3 != os.O_RDONLY or flags & os.O_TRUNC:
@@ -390,7 +459,7 @@ class FuseBridge:
         hidden = self._hidden_file(path)
         if hidden is not None:  # an unlinked file opened again (through /proc/PID/fd/N)
             return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags)))
-        return self._add(self.vfs.open(self.ctx, path, self._open_flags(flags)))
+        return self._add(self._owner_check(self.vfs.open(self.ctx, path, self._open_flags(flags))))
 
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
         return self._file(fh).pread(size, offset)
@@ -400,7 +469,13 @@ class FuseBridge:
         return self._file(fh).preadinto(buf, offset)
 
     def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
-        return self._file(fh).pwrite(data, offset)
+        file = self._file(fh)
+        try:
+            return file.pwrite(data, offset)
+        except OSError as exc:
+            if self.writeback:  # the kernel's write-back: at best the program sees EIO at close
+                self._failed(f"writing {file.path} failed", exc)
+            raise
 
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
         self._check_write()
@@ -419,24 +494,37 @@ class FuseBridge:
         """``close()`` of a descriptor: push the file's changes to the host (no fsync)."""
         file = self._files.get(fh)
         if file is not None and file.handle is not None and file.writable:
-            file.handle.flush()
+            try:
+                file.handle.flush()
+            except OSError as exc:  # the program's close() gets the error; the log says which file
+                log.error("writing %s failed: %s", file.path, exc.strerror or exc)
+                raise
         return 0
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
-        self._file(fh).fsync()
+        file = self._file(fh)
+        try:
+            file.fsync()
+        except OSError as exc:
+            log.error("fsync of %s failed: %s", file.path, exc.strerror or exc)
+            raise
         return 0
 
     def release(self, path: str | None, fh: int) -> int:
         with self._lock:
             file = self._files.pop(fh, None)
         if file is not None:
-            file.decref()
+            try:
+                file.decref()
+            except OSError as exc:  # the kernel drops a release's error: the daemon's result has it
+                self._failed(f"writing {file.path} at its last close failed", exc)
         return 0
 
     def opendir(self, path: str) -> int:
         """A handle on the folder (later calls on it may come without a path)."""
         self.vfs.listdir(self.ctx, path)  # errors (ENOTDIR, EACCES) at open, as the kernel expects
         loc = self.vfs.pin(self.vfs.lookup(self.ctx, path))
+        self._owner_gate(loc.inode)
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
@@ -450,75 +538,44 @@ class FuseBridge:
         return 0
 
 
-READ_AHEAD_KB = 4096  # the kernel's read-ahead for the mount: bigger requests, fewer round trips
-
-
-def fuse_device(mountpoint: str, mountinfo: str = "/proc/self/mountinfo", *, resolve: bool = True) -> str | None:
-    """``major:minor`` of the FUSE file system mounted at ``mountpoint``, or None when the top
-    mount there is not FUSE (or nothing is mounted there). ``resolve=False``: ``mountpoint`` is
-    already a real path, and nothing on it is touched (no path lookup that could hold the mount
-    busy while someone unmounts it)."""
-    target = os.path.realpath(mountpoint) if resolve else mountpoint
-    found = None
-    try:
-        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) < 7 or "-" not in fields[6:]:
-                    continue
-                if _unescape_mount_field(fields[4]) == target:  # a later line is a mount on top
-                    fstype = fields[fields.index("-", 6) + 1]
-                    found = fields[2] if fstype == "fuse" or fstype.startswith("fuse.") else None
-    except OSError:
-        return None
-    return found
-
-
-def _unescape_mount_field(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes (``\\040``)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def raise_read_ahead(mountpoint: str, kb: int = READ_AHEAD_KB, *, resolve: bool = True) -> None:
-    """Set the kernel's read-ahead of the FUSE file system mounted at ``mountpoint``. The kernel
-    gives FUSE mounts 128 KiB, which makes a sequential read one small request after another
-    (4 MiB measured 2.2x faster on cold reads here). Needs root; otherwise the default stays.
-    Only a FUSE mount's setting is touched, never the disk's under a folder that isn't (or is no
-    longer) mounted."""
-    dev = fuse_device(mountpoint, resolve=resolve)
-    if dev is None:
-        return
-    with contextlib.suppress(OSError), open(f"/sys/class/bdi/{dev}/read_ahead_kb", "w") as f:
-        f.write(str(kb))
-
-
-def _raise_read_ahead_when_mounted(real_mountpoint: str, timeout: float = 10.0) -> None:
-    """Watch the mount table (never the mount point itself: a stat of it while the user unmounts
-    would make the unmount fail with EBUSY) and raise the read-ahead once the mount is there."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if fuse_device(real_mountpoint, resolve=False) is not None:
-            raise_read_ahead(real_mountpoint, resolve=False)
-            return
-        time.sleep(0.02)
-
-
 def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
           debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
-          direct_io: bool = False, multithreaded: bool = False) -> None:
+          direct_io: bool = False, multithreaded: bool = False, ready: Callable[[], None] | None = None) -> None:
     """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks).
 
     ``direct_io`` bypasses the kernel's page cache: needed when the VFS has files whose size
     isn't known before they are read (/proc), at the cost of caching and of shared mmap.
     ``multithreaded`` serves requests from several libfuse threads: needed when a request may
     block (FIFOs, pipes); otherwise one thread is faster (the threads only contend for the GIL:
-    measured 1.3-1.8x on sequential I/O).
+    measured 1.3-1.8x on sequential I/O). ``ready`` is called once the mount is up.
+
+    Called from a process's main thread, SIGTERM, SIGINT and SIGHUP unmount cleanly
+    (:mod:`vfs.fuse_session`): what programs wrote is flushed and encrypted first, and serve
+    returns normally. Raises :class:`FuseError` if the mount can't be made, and
+    :class:`UnmountFlushError` if files could not be flushed at the end.
     """
     mfusepy = load_mfusepy()
+    check_fuse_device()
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
                         direct_io=direct_io)
+    bridge.caller_uid = lambda: mfusepy.fuse_get_context()[0]
+    stopper = SignalStop(mountpoint, bridge.open_for_writing) \
+        if threading.current_thread() is threading.main_thread() else None
+
+    def started() -> None:
+        fuse_ptr = ctypes.c_void_p(mfusepy._libfuse.fuse_get_context().contents.fuse)
+
+        def exit_session() -> None:
+            mfusepy._libfuse.fuse_exit(fuse_ptr)
+
+        if stopper is not None and stopper.started(exit_session):
+            exit_session()  # a stop signal came while mounting
+        if ready is not None:
+            ready()
+
+    bridge.on_init = started
+    if stopper is not None:
+        bridge.on_destroy = stopper.ended
     options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True,
                                # also set in init_with_config; mfusepy moves it where libfuse wants
                                "use_ino": True}
@@ -589,6 +646,17 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         def utimens_fuse_3(self, path, buf, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).utimens_fuse_3(path, buf, fip))
 
-    threading.Thread(target=_raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),), daemon=True).start()
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
-    Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
+    with stopper or contextlib.nullcontext():
+        # started here: the thread inherits the blocked stop signals
+        threading.Thread(target=raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),),
+                         daemon=True).start()
+        try:
+            Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
+        except RuntimeError as exc:  # fuse_main_real's result (libfuse printed why on stderr)
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            what = FUSE_MAIN_FAILURES.get(code, f"libfuse failed ({exc})")
+            raise FuseError(errno.EIO, f"FUSE at '{mountpoint}': {what} (libfuse error {code}; "
+                                       "its own message is just before this one)") from None
+    if bridge.failures:
+        raise UnmountFlushError(bridge.failures)
