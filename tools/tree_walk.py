@@ -57,7 +57,13 @@ class Tree:
 
     def empty_folders(self) -> list[str]:
         """The folders with no file to process anywhere below them."""
-        return [d for d in self.folders if not any(f.startswith(d + os.sep) for f in self.files)]
+        holding: set[str] = set()
+        for f in self.files:
+            folder = os.path.dirname(f)
+            while folder and folder not in holding:
+                holding.add(folder)
+                folder = os.path.dirname(folder)
+        return [d for d in self.folders if d not in holding]
 
 
 def _kind(mode: int) -> str:
