@@ -236,11 +236,14 @@ def test_file_cut_inside_a_node_is_called_truncated(work: Path, key_file: Path) 
         ProtectedFile.open(s, bytes(16), None)
 
 
-def test_trailing_nodes_fail_verify_and_warn_on_decrypt(work: Path, key_file: Path) -> None:
+def test_trailing_nodes_are_reported(work: Path, key_file: Path) -> None:
     assert_ok(run("encrypt", "-w", key_file, "-i", "plain/a.txt", "-o", "a.enc", cwd=work))
     with open(work / "a.enc", "ab") as f:
         f.write(os.urandom(2 * 4096))
     proc = run("verify", "-w", key_file, "a.enc", cwd=work)
+    assert_ok(proc)
+    assert "pfs: warning: a.enc: 2 trailing nodes (8192 bytes) after the nodes its size needs" in proc.stderr
+    proc = run("verify", "-w", key_file, "a.enc", "--strict", cwd=work)
     assert proc.returncode == 1
     assert "BAD  a.enc: 2 trailing nodes (8192 bytes) after the nodes its size needs" in proc.stdout
     proc = run("decrypt", "-w", key_file, "-i", "a.enc", "-o", "a.out", cwd=work)

@@ -260,9 +260,9 @@ def _checked_facts(src: HostFile, key: bytes, strict: bool) -> dict[str, Any]:
     return facts
 
 
-def op_verify(job: FileJob, *, progress: ProgressFn, key: bytes, jobs: int) -> dict[str, Any]:
-    """Authenticate every node of ``job.src``; trailing nodes after the data are a failure too.
-    Returns ``{"size", "bound", "trailing"}``."""
+def op_verify(job: FileJob, *, progress: ProgressFn, key: bytes, jobs: int, strict: bool = False) -> dict[str, Any]:
+    """Authenticate every node of ``job.src``; with ``strict``, trailing nodes after the data are
+    a failure too. Returns ``{"size", "bound", "trailing"}``."""
     src, _ = _open_input(job.src, "file")
     with src:
         try:
@@ -272,9 +272,7 @@ def op_verify(job: FileJob, *, progress: ProgressFn, key: bytes, jobs: int) -> d
             # it reports need not be the first bad one in file order: look before it.
             earlier = _first_bad_node_before(src, key, exc.plaintext_range[0])
             raise (earlier or exc) from None
-        facts = file_facts(src, key)
-    if facts["trailing"]:
-        raise CliError(trailing_message(job.src, facts["trailing"]))
+        facts = _checked_facts(src, key, strict)
     return {"size": size, **facts}
 
 

@@ -387,7 +387,8 @@ def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_pat
            follow_symlinks: bool, debug: bool) -> int:
     """Authenticate every node of every file (files or trees); report each bad file.
 
-    Trailing nodes after the data a file's size needs make it bad too (Gramine ignores them).
+    Trailing nodes after the data a file's size needs give a warning (Gramine ignores them;
+    --strict makes them a failure).
     """
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
@@ -406,7 +407,7 @@ def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_pat
         file_jobs.append(FileJob(path, None, expected, file_size(path)))
     results: list[FileResult] = []
     with Progress(sum(j.weight for j in file_jobs), "verifying", enabled=not quiet) as bar:
-        for result in run_file_jobs(op_verify, file_jobs, {"key": key, "jobs": jobs},
+        for result in run_file_jobs(op_verify, file_jobs, {"key": key, "jobs": jobs, "strict": strict},
                                     workers=jobs if len(file_jobs) > 1 else 1, progress=bar):
             results.append(result)
             if not result.ok:
@@ -415,6 +416,8 @@ def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_pat
                 click.echo(f"BAD  {result.message}")
                 continue
             _binding_warnings(result, own_path=True)
+            if result.value["trailing"]:
+                click.echo(f"pfs: warning: {trailing_message(result.job.src, result.value['trailing'])}", err=True)
             if verbose:
                 click.echo(f"ok   {result.job.src} ({result.value['size']} bytes)")
     bad = sum(not r.ok for r in results)
