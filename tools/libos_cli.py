@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from .cli_support import CliError, describe_error
+from .libos_run_cli import run as run_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,6 +80,9 @@ def _host_keys(lo, expose: bool) -> None:
     dev = lo.vfs.mounts.at("/dev")
     if dev is not None and isinstance(dev.fs, DevFs):
         dev.fs.host_view(expose=expose, owner=(os.geteuid(), os.getegid()))
+
+
+cli.add_command(run_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
