@@ -285,8 +285,8 @@ def test_sqlite3_journals_leave_nothing(make_view, tmp_path: Path) -> None:
     folder at once, as natively, and nothing of them stays on the host after the run."""
     require(shutil.which("sqlite3"), "sqlite3 not installed (scripts/setup.sh installs it)")
     view = make_view("/usr/bin/sqlite3")
-    sql = ("CREATE TABLE IF NOT EXISTS t(a);\n" + "".join(f"BEGIN; INSERT INTO t VALUES({i}); COMMIT;\n" for i in range(30))
-           + "SELECT count(*) FROM t;\n.system ls -A\n")
+    commits = "".join(f"BEGIN; INSERT INTO t VALUES({i}); COMMIT;\n" for i in range(30))
+    sql = "CREATE TABLE IF NOT EXISTS t(a);\n" + commits + "SELECT count(*) FROM t;\n.system ls -A\n"
     for _ in range(3):  # the runner's bug below is a race: three sessions of 30 commits each
         inside, outside = both(view, plain_dir(tmp_path), ["/usr/bin/sqlite3", "db"], input=sql)
         assert outside.stdout.endswith("0\ndb\n"), outside.stderr
