@@ -156,10 +156,11 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
                     messages.append(rest)
 
     server = threading.Thread(target=serve_view, name="libos-run-fuse", daemon=True)
-    server.start()
+    with _libfuse_start_messages():
+        server.start()
+        settled.wait()  # the view is up, or serving it failed
     reader = threading.Thread(target=read_status, name="libos-run-status", daemon=True)
     reader.start()
-    settled.wait()  # the view is up, or serving it failed
     if ready.is_set():
         _raise_read_ahead(view)
     os.close(view)
@@ -188,6 +189,27 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
     return code
 
 
+@contextlib.contextmanager
+def _libfuse_start_messages():
+    """libfuse 3.14 prints "Ignoring invalid max threads value" at every start (its own default):
+    keep it off the program's stderr, pass on anything else it says."""
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    saved = os.dup(2)
+    os.dup2(w, 2)
+    os.close(w)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        with contextlib.suppress(OSError):
+            said = os.read(r, 1 << 16).decode(errors="replace")
+            for line in said.splitlines(keepends=True):
+                if not line.startswith("Ignoring invalid max threads value"):
+                    os.write(2, line.encode())
+        os.close(r)
+
+
 def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_w: int, plan: LaunchPlan,
            binds: list[MountSpec]) -> None:  # pragma: no cover - runs in the child
     """The runner's child: new mount and PID namespaces, their pid 1, its exit status as ours."""
@@ -195,6 +217,7 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
 
     code = 1
     try:
+        _die_with_parent()
         os.close(fuse_fd)
         os.close(go_w)
         os.close(status_r)
@@ -216,10 +239,19 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
         os._exit(code)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child and in pid 1
+    """SIGKILL when the parent dies: a killed runner takes the whole run with it."""
+    parent = os.getppid()
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec]) -> None:  # pragma: no cover
     """pid 1 of the run's PID namespace: build the view, start the program, reap, pass signals on."""
     code = 1
     try:
+        _die_with_parent()
         _build_view(view, binds)
         program = os.fork()
         if program == 0:

@@ -1,0 +1,271 @@
+"""``libos run``: real programs in a manifest's view, real namespaces and FUSE (as root).
+
+Each test writes a manifest with the host's /usr, /lib*, /bin and /etc as chroot mounts, an
+encrypted /data and a tmpfs /tmp, runs ``libos run`` as a subprocess, and checks what the
+program did from outside (``pfs decrypt`` of /data, exit statuses, the host's mount table).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import require
+
+BIN = Path(sys.executable).parent
+LIBOS, PFS = str(BIN / "libos"), str(BIN / "pfs")
+KEY_HEX = "00112233445566778899aabbccddeeff"
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+
+def _can_run() -> bool:
+    return os.geteuid() == 0 and os.path.exists("/dev/fuse")
+
+
+require(_can_run(), "libos run needs root and /dev/fuse")
+
+
+def _host_mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return sorted(" ".join(line.split()[3:5]) for line in f)
+
+
+@pytest.fixture
+def no_leftovers():
+    """After each test: the host's mount table is as before and /tmp holds no folder of ours."""
+    before, tmp_before = _host_mounts(), set(os.listdir("/tmp"))
+    yield
+    assert _host_mounts() == before
+    assert not {n for n in set(os.listdir("/tmp")) - tmp_before if "libos" in n}
+
+
+def manifest(tmp: Path, body: str = "", *, cmdline: bool = True, entry: str = "/bin/sh", key: bool = True,
+             mounts: str = "") -> Path:
+    libs = "".join(f'  {{ path = "/{d}", uri = "file:/{d}" }},\n' for d in ("lib", "lib64") if os.path.exists(f"/{d}"))
+    (tmp / "enc").mkdir(exist_ok=True)
+    text = f'''libos.entrypoint = "{entry}"
+{"loader.insecure__use_cmdline_argv = true" if cmdline else ""}
+loader.env.PATH = "/usr/bin:/bin"
+loader.env.LANG = "C"
+fs.mounts = [
+  {{ path = "/usr", uri = "file:/usr" }},
+  {{ path = "/bin", uri = "file:/bin" }},
+  {{ path = "/etc", uri = "file:/etc" }},
+{libs}  {{ type = "encrypted", path = "/data", uri = "file:enc/" }},
+  {{ type = "tmpfs", path = "/tmp" }},
+{mounts}]
+{f'fs.insecure__keys.default = "{KEY_HEX}"' if key else ""}
+{body}
+'''
+    path = tmp / "m.toml"
+    path.write_text(text)
+    return path
+
+
+def run(tmp: Path, *args: str, input: bytes | None = None, timeout: float = 60,
+        opts: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([LIBOS, "run", *opts, "m.toml", *args], cwd=tmp, input=input, capture_output=True,
+                          timeout=timeout)
+
+
+def decrypt(tmp: Path, name: str) -> bytes:
+    (tmp / "key.bin").write_bytes(bytes.fromhex(KEY_HEX))
+    out = tmp / "dec" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    proc = subprocess.run([PFS, "decrypt", "-w", "key.bin", "-i", f"enc/{name}", "-o", str(out),
+                           "--expect-path", f"enc/{name}"], cwd=tmp, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    return out.read_bytes()
+
+
+def sh(tmp: Path, script: str, **kw) -> subprocess.CompletedProcess:
+    return run(tmp, "--", "-c", script, **kw)
+
+
+# ---------------------------------------------------------------------- programs
+
+SCRIPT = """import collections, sys
+words = collections.Counter(open(sys.argv[1]).read().split())
+with open(sys.argv[2], "w") as f:
+    for word, n in sorted(words.items()):
+        f.write(f"{word} {n}\\n")
+"""
+
+
+def test_python_reads_encrypted_input_and_writes_encrypted_result(tmp_path):
+    manifest(tmp_path, entry="/usr/bin/python3", key=False,
+             mounts='  { path = "/app", uri = "file:app" },\n')
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "count.py").write_text(SCRIPT)
+    (tmp_path / "plain").mkdir()
+    text = " ".join(f"w{i % 37}" for i in range(20000))
+    (tmp_path / "plain" / "input.txt").write_text(text)
+    (tmp_path / "key.bin").write_bytes(bytes.fromhex(KEY_HEX))
+    enc = subprocess.run([PFS, "encrypt", "-w", "key.bin", "-i", "plain", "-o", "enc", "--manifest", "m.toml"],
+                         cwd=tmp_path, capture_output=True)
+    assert enc.returncode == 0, enc.stderr
+    proc = run(tmp_path, "--", "/app/count.py", "/data/input.txt", "/data/out.txt", opts=("-k", "default=key.bin"))
+    assert proc.returncode == 0, proc.stderr
+    subprocess.run([sys.executable, str(tmp_path / "app" / "count.py"), str(tmp_path / "plain" / "input.txt"),
+                    str(tmp_path / "native.txt")], check=True)
+    assert decrypt(tmp_path, "out.txt") == (tmp_path / "native.txt").read_bytes()
+    assert b"w1 " not in (tmp_path / "enc" / "out.txt").read_bytes()
+
+
+def test_shell_pipeline_into_encrypted_data(tmp_path):
+    manifest(tmp_path)
+    data = b"".join(f"line {i % 13}\n".encode() for i in range(3000))
+    proc = sh(tmp_path, "cat > /tmp/in && cat /tmp/in | sort | uniq -c > /data/out", input=data)
+    assert proc.returncode == 0, proc.stderr
+    native = subprocess.run("sort | uniq -c", shell=True, input=data, capture_output=True, check=True).stdout
+    assert decrypt(tmp_path, "out") == native
+
+
+def test_stdin_stdout_stderr_pass_through(tmp_path):
+    manifest(tmp_path)
+    proc = sh(tmp_path, "wc -c; echo to-err >&2", input=b"hello")
+    assert (proc.returncode, proc.stdout.split(), proc.stderr) == (0, [b"5"], b"to-err\n")
+
+
+def test_exit_status_is_the_programs(tmp_path):
+    manifest(tmp_path)
+    assert sh(tmp_path, "exit 7").returncode == 7
+
+
+def test_death_by_signal_gives_128_plus_n(tmp_path):
+    manifest(tmp_path)
+    assert sh(tmp_path, "kill -TERM $$").returncode == 143
+
+
+def _start(tmp: Path, script: str) -> subprocess.Popen:
+    proc = subprocess.Popen([LIBOS, "run", "m.toml", "--", "-c", script], cwd=tmp, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def test_sigterm_to_the_runner_reaches_the_program(tmp_path):
+    manifest(tmp_path)
+    proc = _start(tmp_path, 'trap "echo got-term; exit 5" TERM; echo ready; while :; do sleep 0.05; done')
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (5, b"got-term\n"), err
+    proc = _start(tmp_path, "echo ready; exec sleep 1000")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+
+
+def test_every_process_is_gone_when_the_program_exits(tmp_path):
+    manifest(tmp_path)
+    proc = sh(tmp_path, "sleep 987654 & sleep 987655 & echo started")
+    assert proc.stdout == b"started\n"
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "sleep 98765" not in ps
+
+
+def test_a_host_path_outside_the_view_does_not_exist(tmp_path):
+    manifest(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host only")
+    proc = sh(tmp_path, f"cat {secret}; test -e {tmp_path} || echo gone; test -e /work || echo no-work")
+    assert proc.stdout == b"gone\nno-work\n"
+    assert b"No such file or directory" in proc.stderr
+
+
+def test_processes_share_one_encrypted_view(tmp_path):
+    """Two background jobs append to one encrypted file while a third reads it: no record lost,
+    and what one process wrote another reads at once."""
+    manifest(tmp_path)
+    script = ("(for i in $(seq 300); do echo \"a $i\" >> /data/log; done) & "
+              "(for i in $(seq 300); do echo \"b $i\" >> /data/log; done) & wait; "
+              "echo shared > /data/s & wait; cat /data/s; echo t > /tmp/t & wait; cat /tmp/t")
+    proc = sh(tmp_path, script)
+    assert (proc.returncode, proc.stdout) == (0, b"shared\nt\n"), proc.stderr
+    lines = decrypt(tmp_path, "log").decode().splitlines()
+    assert sorted(lines) == sorted([f"a {i}" for i in range(1, 301)] + [f"b {i}" for i in range(1, 301)])
+
+
+def test_trusted_files_are_checked_at_open(tmp_path):
+    import hashlib
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "good").write_text("good\n")
+    (tmp_path / "app" / "bad").write_text("evil\n")
+    digest = hashlib.sha256(b"good\n").hexdigest()
+    manifest(tmp_path, mounts='  { path = "/app", uri = "file:app" },\n',
+             body=f'sgx.trusted_files = [{{ uri = "file:app/good", sha256 = "{digest}" }}, '
+                  f'{{ uri = "file:app/bad", sha256 = "{digest}" }}]\n'
+                  'sgx.allowed_files = ["file:/usr/", "file:/bin/", "file:/etc/", "file:/lib/", "file:/lib64/"]')
+    proc = sh(tmp_path, "cat /app/good; cat /app/bad")
+    assert proc.stdout == b"good\n"
+    assert b"Permission denied" in proc.stderr
+
+
+def test_runner_sigkill_leaves_nothing_and_keeps_synced_files(tmp_path):
+    manifest(tmp_path)
+    proc = _start(tmp_path, "echo kept > /data/f && sync /data/f && echo ready && exec sleep 1000")
+    proc.kill()
+    proc.communicate(timeout=30)
+    for _ in range(100):  # the run's processes go with the runner (parent-death signals)
+        if "sleep 1000" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the program outlived its killed runner")
+    assert decrypt(tmp_path, "f") == b"kept\n"
+
+
+# ---------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize(("setup", "args", "code", "words"), [
+    ("missing-manifest", [], 1, "not found"),
+    ("bad-key-type", [], 1, "fs.mounts[0].type"),
+    ("args-not-taken", ["x"], 2, "loader.insecure__use_cmdline_argv"),
+    ("entry-missing", [], 1, "libos.entrypoint: /nowhere/prog is not in the manifest's file view"),
+    ("entry-not-exec", [], 1, "not an executable file"),
+    ("host-folder-missing", [], 1, "host path"),
+    ("key-not-set", [], 1, "key 'default'"),
+    ("argv-twice", [], 1, "mutually exclusive"),
+])
+def test_bad_input_is_one_line_before_the_program_starts(tmp_path, setup, args, code, words):
+    entry = {"entry-missing": "/nowhere/prog", "entry-not-exec": "/etc/passwd"}.get(setup, "/bin/sh")
+    m = manifest(tmp_path, entry=entry, cmdline=setup != "args-not-taken", key=setup != "key-not-set",
+                 mounts='  { path = "/gone", uri = "file:gone" },\n' if setup == "host-folder-missing" else "",
+                 body='loader.argv = ["sh"]' if setup == "argv-twice" else "")
+    if setup == "missing-manifest":
+        m.unlink()
+    if setup == "bad-key-type":
+        m.write_text(m.read_text().replace('{ path = "/usr"', '{ type = "ramfs", path = "/usr"'))
+    proc = run(tmp_path, *args)
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    assert words in err and err.startswith("libos: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+def test_unimplemented_keys_are_warned_about_once(tmp_path):
+    manifest(tmp_path, body='sys.disallowed_syscalls = ["ptrace"]\nsgx.enclave_size = "1G"\nsgx.max_threads = 4')
+    proc = sh(tmp_path, "true")
+    err = proc.stderr.decode().splitlines()
+    assert proc.returncode == 0
+    assert err == ["libos: warning: sys.disallowed_syscalls: not implemented by libos run (system calls go to "
+                   "the host)",
+                   "libos: warning: sgx.enclave_size, sgx.max_threads: SGX settings, not used without SGX "
+                   "(as in gramine-direct)"]
+
+
+def test_cwd_uid_gid_env_from_the_manifest(tmp_path):
+    manifest(tmp_path, body='fs.start_dir = "/tmp"\nloader.uid = 65534\nloader.gid = 65534\n'
+                            'loader.env.FROM_HOST = { passthrough = true }\nloader.env.SET = "yes"')
+    env = dict(os.environ, FROM_HOST="passed", NOT_PASSED="x")
+    proc = subprocess.run([LIBOS, "run", "m.toml", "--", "-c", 'pwd; id -u; id -g; echo "$FROM_HOST $SET '
+                           '${NOT_PASSED:-unset}"'], cwd=tmp_path, env=env, capture_output=True)
+    assert proc.stdout.decode().split("\n") == ["/tmp", "65534", "65534", "passed yes unset", ""], proc.stderr
