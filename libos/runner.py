@@ -78,9 +78,8 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
     """Run ``plan`` in the view of ``manifest`` (booted as ``lo`` if given); the program's exit
     status (128+N for death by signal N). Raises :class:`RunError` (or ``OSError``,
     :class:`~libos.errors.MountError`) for what stops the program from starting."""
-    from vfs.fuse import check_fuse_device, load_mfusepy, serve
-
     from pal import namespaces as ns
+    from vfs.fuse import check_fuse_device, load_mfusepy, serve
 
     from .libos import LibOS
     from .loader import mount_plan
@@ -139,7 +138,7 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
         try:
             serve(vfs, f"/dev/fd/{fuse_fd}", writable=True, foreground=True, debug=debug, fsname="libos-run",
                   subtype="libos", multithreaded=True, ready=lambda: (ready.set(), settled.set(), os.write(go_w, b"1")))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             served.append(exc)
         finally:
             settled.set()
@@ -232,7 +231,7 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
         os.write(status_w, f"pid {pid}\n".encode())
         os.close(status_w)
         code = _exit_code(os.waitpid(pid, 0)[1])
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(status_w, f"error {exc}\n".encode())
     finally:
@@ -258,7 +257,7 @@ def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec]) ->
             _exec(plan, status_w)
         os.close(status_w)
         code = _reap(program)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(status_w, f"error {exc}\n".encode())
     finally:
@@ -334,7 +333,7 @@ def _exec(plan: LaunchPlan, status_w: int) -> None:  # pragma: no cover - runs a
             os.execve(plan.exe, plan.argv, plan.env)
         except OSError as exc:
             raise OSError(exc.errno, f"libos.entrypoint: can't execute {plan.exe}: {exc.strerror}") from None
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(status_w, f"error {exc.strerror if isinstance(exc, OSError) else exc}\n".encode())
     os._exit(127)

@@ -80,7 +80,7 @@ def run(manifest: str, args: tuple[str, ...], keys: tuple[str, ...], debug: bool
     except (ManifestError, OSError) as exc:
         _fail(str(exc) if isinstance(exc, ManifestError | LibosError) or not exc.strerror
               else f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else ""), 1, debug)
-    except Exception as exc:  # noqa: BLE001 - a one-line error, the traceback with --debug
+    except Exception as exc:
         _fail(f"{type(exc).__name__}: {exc}", 1, debug)
     sys.exit(code)
 
