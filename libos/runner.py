@@ -345,8 +345,9 @@ def _reap(program: int) -> int:  # pragma: no cover - runs as pid 1
     while code is None:
         info = signal.sigwaitinfo({*FORWARDED, signal.SIGCHLD})
         if info.si_signo != signal.SIGCHLD:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(program, info.si_signo)
+            if info.si_code != SI_KERNEL:  # the terminal's reach the program's process group already
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(program, info.si_signo)
             continue
         while True:
             try:

@@ -7,6 +7,7 @@ program did from outside (``pfs decrypt`` of /data, exit statuses, the host's mo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,17 +32,22 @@ def _can_run() -> bool:
 require(_can_run(), "libos run needs root and /dev/fuse")
 
 
-def _host_mounts() -> list[str]:
+def _host_mounts() -> set[tuple[str, str, str]]:
+    """(mount point, type, source) of the host's mounts."""
     with open("/proc/self/mountinfo") as f:
-        return sorted(" ".join(line.split()[3:5]) for line in f)
+        rows = [line.split() for line in f]
+    return {(r[4], r[r.index("-") + 1], r[r.index("-") + 2]) for r in rows}
 
 
 @pytest.fixture
-def no_leftovers():
-    """After each test: the host's mount table is as before and /tmp holds no folder of ours."""
+def no_leftovers(tmp_path):
+    """After each test: no mount of a run on the host (a plain "fuse" one, as the view is, or
+    the /proc, /dev parts), nothing mounted under the test's folder, no folder of ours in /tmp.
+    (Other mounts may come and go: other test runs share the machine.)"""
     before, tmp_before = _host_mounts(), set(os.listdir("/tmp"))
     yield
-    assert _host_mounts() == before
+    new = _host_mounts() - before
+    assert not [m for m in new if m[1] in ("fuse", "proc", "devpts", "tmpfs") or m[0].startswith(str(tmp_path))]
     assert not {n for n in set(os.listdir("/tmp")) - tmp_before if "libos" in n}
 
 
@@ -269,3 +275,91 @@ def test_cwd_uid_gid_env_from_the_manifest(tmp_path):
     proc = subprocess.run([LIBOS, "run", "m.toml", "--", "-c", 'pwd; id -u; id -g; echo "$FROM_HOST $SET '
                            '${NOT_PASSED:-unset}"'], cwd=tmp_path, env=env, capture_output=True)
     assert proc.stdout.decode().split("\n") == ["/tmp", "65534", "65534", "passed yes unset", ""], proc.stderr
+
+
+def _read_until(fd: int, marker: bytes, timeout: float = 30) -> bytes:
+    import select
+
+    got = b""
+    deadline = time.monotonic() + timeout
+    while marker not in got:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            pytest.fail(f"no {marker!r} from the program; it said {got!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's other side closed
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_interactive_python_in_a_terminal_with_ctrl_c(tmp_path):
+    """python3 -i on a pseudo-terminal: it reads lines, Ctrl-C interrupts it once (the terminal's
+    signal is not also forwarded), and its exit status comes back."""
+    import pty
+
+    manifest(tmp_path, entry="/usr/bin/python3")
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(tmp_path)
+        os.execv(LIBOS, [LIBOS, "run", "m.toml", "--", "-q", "-i"])
+    try:
+        _read_until(fd, b">>> ")
+        os.write(fd, b"import os, sys; print(6 * 7, os.isatty(0), os.getpid())\n")
+        assert b"42 True 2" in _read_until(fd, b">>> ")
+        os.write(fd, b"import time; n = 0\n")
+        _read_until(fd, b">>> ")
+        os.write(fd, b"try:\n  time.sleep(60)\nexcept KeyboardInterrupt:\n  n += 1\n  time.sleep(0.5)\n  n += 10\n\n")
+        time.sleep(1)
+        os.write(fd, b"\x03")
+        _read_until(fd, b">>> ")
+        os.write(fd, b"print('interrupts', n)\n")
+        assert b"interrupts 11" in _read_until(fd, b">>> ")
+        os.write(fd, b"sys.exit(3)\n")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 3
+    finally:
+        os.close(fd)
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def test_exec_of_a_binary_stored_in_tmpfs_and_encrypted_mounts(tmp_path):
+    manifest(tmp_path)
+    proc = sh(tmp_path, "cp /bin/echo /tmp/e && /tmp/e from-tmpfs && cp /bin/echo /data/e && /data/e from-data")
+    assert (proc.returncode, proc.stdout) == (0, b"from-tmpfs\nfrom-data\n"), proc.stderr
+
+
+def test_multiprocessing_appenders_and_a_reader_share_an_encrypted_log(tmp_path):
+    manifest(tmp_path, entry="/usr/bin/python3", mounts='  { path = "/app", uri = "file:app" },\n')
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "mp.py").write_text('''import multiprocessing as mp, os
+
+def writer(tag):
+    for i in range(500):
+        fd = os.open("/data/log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, f"{tag} {i:04d}\\n".encode())
+        os.close(fd)
+
+if __name__ == "__main__":
+    open("/data/log", "w").close()
+    procs = [mp.Process(target=writer, args=(t,)) for t in "ab"]
+    for p in procs:
+        p.start()
+    seen = 0
+    while any(p.is_alive() for p in procs) or seen < 1000:
+        lines = open("/data/log").read().splitlines()
+        assert all(len(x) == 6 for x in lines), lines  # never a torn record
+        seen = len(lines)
+    for p in procs:
+        p.join()
+    print(seen)
+''')
+    proc = run(tmp_path, "--", "/app/mp.py")
+    assert (proc.returncode, proc.stdout) == (0, b"1000\n"), proc.stderr
+    lines = decrypt(tmp_path, "log").decode().splitlines()
+    assert sorted(lines) == sorted(f"{t} {i:04d}" for t in "ab" for i in range(500))
