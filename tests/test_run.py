@@ -151,8 +151,8 @@ def test_death_by_signal_gives_128_plus_n(tmp_path):
 
 
 def _start(tmp: Path, script: str) -> subprocess.Popen:
-    proc = subprocess.Popen([LIBOS, "run", "m.toml", "--", "-c", script], cwd=tmp, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([LIBOS, "run", "m.toml", "--", "-c", script], cwd=tmp, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline() == b"ready\n"
     return proc
 
@@ -363,3 +363,31 @@ if __name__ == "__main__":
     assert (proc.returncode, proc.stdout) == (0, b"1000\n"), proc.stderr
     lines = decrypt(tmp_path, "log").decode().splitlines()
     assert sorted(lines) == sorted(f"{t} {i:04d}" for t in "ab" for i in range(500))
+
+
+def test_a_trusted_file_changed_during_the_run_is_refused(tmp_path):
+    import hashlib
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "t").write_text("v1\n")
+    digest = hashlib.sha256(b"v1\n").hexdigest()
+    manifest(tmp_path, mounts='  { path = "/app", uri = "file:app" },\n',
+             body=f'sgx.trusted_files = [{{ uri = "file:app/t", sha256 = "{digest}" }}]\n'
+                  'sgx.allowed_files = ["file:/usr/", "file:/bin/", "file:/etc/", "file:/lib/", "file:/lib64/"]')
+    proc = _start(tmp_path, "cat /app/t >/dev/null && echo ready; read x; cat /app/t || echo refused")
+    (tmp_path / "app" / "t").write_text("v2\n")
+    out, err = proc.communicate(b"go\n", timeout=30)
+    assert out == b"refused\n" and b"Permission denied" in err, (out, err)
+
+
+def test_unprivileged_users_get_one_line(tmp_path):
+    import shutil
+
+    require(shutil.which("setpriv"), "setpriv (util-linux) runs the command as another user")
+    manifest(tmp_path)
+    tmp_path.chmod(0o755)
+    (tmp_path / "enc").chmod(0o777)
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", LIBOS, "run", "m.toml",
+                           "--", "-c", "true"], cwd=tmp_path, capture_output=True)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and err.startswith("libos: error: ") and "root" in err and err.count("\n") == 1, err
