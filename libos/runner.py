@@ -41,6 +41,9 @@ __all__ = ["RunError", "run"]
 STAGE = "/proc"  # where pid 1 attaches the view before pivot_root (always there; hidden from then on)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 SI_KERNEL = 0x80  # a signal the kernel sent (the terminal's Ctrl-C reaches the program's group itself)
+#: the FUSE device (``LIBOS_FUSE_DEVICE`` names another node of it, e.g. one of mode 0666 where
+#: /dev/fuse is 0600 and an unprivileged user should run)
+FUSE_DEVICE = os.environ.get("LIBOS_FUSE_DEVICE", "/dev/fuse")
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 
 
@@ -50,6 +53,29 @@ class RunError(LibosError):
 
 def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def enter_namespaces(plan: LaunchPlan) -> bool:
+    """For an unprivileged user: a user namespace (this user as its uid 0) and a mount namespace,
+    entered before anything starts a thread. True when entered; RunError when the system refuses
+    it or the manifest asks for an identity that can't be mapped."""
+    if os.geteuid() == 0:
+        return False
+    from pal import namespaces as ns
+    from vfs.fuse_session import check_fuse_device
+
+    check_fuse_device(FUSE_DEVICE)
+    if (plan.uid, plan.gid) != (0, 0):
+        raise RunError(f"loader.uid/loader.gid = {plan.uid}/{plan.gid}: an unprivileged run has only uid/gid 0 "
+                       "(yourself); remove them, or run libos run as root", errno=errno.EINVAL)
+    try:
+        ns.enter_user_namespace()
+    except OSError as exc:
+        raise RunError(f"can't make a user namespace ({exc.strerror}): allow unprivileged user namespaces "
+                       "(sysctl kernel.unprivileged_userns_clone=1, and on Ubuntu "
+                       "kernel.apparmor_restrict_unprivileged_userns=0), or run libos run as root",
+                       errno=exc.errno) from None
+    return True
 
 
 def check_entrypoint(lo, plan: LaunchPlan) -> None:
@@ -79,21 +105,19 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
     status (128+N for death by signal N). Raises :class:`RunError` (or ``OSError``,
     :class:`~libos.errors.MountError`) for what stops the program from starting."""
     from pal import namespaces as ns
-    from vfs.fuse import check_fuse_device, load_mfusepy, serve
+    from vfs.fuse import load_mfusepy, serve
+    from vfs.fuse_session import check_fuse_device
 
     from .libos import LibOS
     from .loader import mount_plan
 
-    if os.geteuid() != 0:
-        raise RunError("libos run needs root for now (its mount and PID namespaces); run it with sudo",
-                       errno=errno.EPERM)
     if lo is None:
         lo = LibOS.boot(manifest)
     check_entrypoint(lo, plan)
     binds, _ = mount_plan(manifest)
     load_mfusepy()
-    check_fuse_device()
-    fuse_fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    check_fuse_device(FUSE_DEVICE)
+    fuse_fd = os.open(FUSE_DEVICE, os.O_RDWR | os.O_CLOEXEC)
     try:
         view = ns.fs_mount("fuse", {"fd": str(fuse_fd), "rootmode": "40000", "user_id": "0", "group_id": "0",
                                     "default_permissions": True, "allow_other": True}, attrs=0x4)  # nodev
@@ -281,13 +305,12 @@ def _build_view(view: int, binds: list[MountSpec]) -> None:  # pragma: no cover 
     os.close(view)
     attestation = ns.open_tree(f"{STAGE}/dev/attestation", recursive=False)
     for spec, fd in sources:
-        target = STAGE + spec.path
-        ns.move_mount(fd, target)
-        os.close(fd)
         if spec.readonly:
-            ns.mount(None, target, None, ns.MS_REMOUNT | ns.MS_BIND | ns.MS_RDONLY)
+            ns.set_readonly(fd)
+        ns.move_mount(fd, STAGE + spec.path)
+        os.close(fd)
     dev = STAGE + "/dev"
-    ns.mount("tmpfs", dev, "tmpfs", ns.MS_NOSUID | ns.MS_NOEXEC, "mode=755,size=64k")
+    ns.mount("tmpfs", dev, "tmpfs", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC, "mode=755,size=64k")
     for name, fd in nodes.items():
         os.close(os.open(f"{dev}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
         ns.move_mount(fd, f"{dev}/{name}")
@@ -301,7 +324,8 @@ def _build_view(view: int, binds: list[MountSpec]) -> None:  # pragma: no cover 
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{dev}/{name}")
-    ns.mount(None, dev, None, ns.MS_REMOUNT | ns.MS_NOSUID | ns.MS_NOEXEC | ns.MS_RDONLY, "mode=755,size=64k")
+    ns.mount(None, dev, None, ns.MS_REMOUNT | ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC | ns.MS_RDONLY,
+             "mode=755,size=64k")
     ns.mount("proc", STAGE + "/proc", "proc", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC)
     os.chdir(STAGE)
     ns.pivot_root(".", ".")  # the old root lands on top of the new one...
@@ -322,7 +346,8 @@ def _exec(plan: LaunchPlan, status_w: int) -> None:  # pragma: no cover - runs a
             resource.setrlimit(resource.RLIMIT_STACK, (plan.stack, resource.getrlimit(resource.RLIMIT_STACK)[1]))
         if plan.no_aslr:
             ctypes.CDLL(None).personality(0x0040000)  # ADDR_NO_RANDOMIZE
-        os.setgroups([])
+        with contextlib.suppress(PermissionError):  # refused in an unprivileged run's user namespace
+            os.setgroups([])
         os.setgid(plan.gid)
         os.setuid(plan.uid)
         try:

@@ -380,14 +380,53 @@ def test_a_trusted_file_changed_during_the_run_is_refused(tmp_path):
     assert out == b"refused\n" and b"Permission denied" in err, (out, err)
 
 
-def test_unprivileged_users_get_one_line(tmp_path):
+def _as_nobody(tmp: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     import shutil
 
     require(shutil.which("setpriv"), "setpriv (util-linux) runs the command as another user")
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", LIBOS, "run", "m.toml",
+                           *args], cwd=tmp, capture_output=True, env=env)
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder every user can reach (pytest's tmp_path is under a 0700 folder of root)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="run-nobody-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_an_unprivileged_user_runs_in_a_user_namespace(open_tmp):
+    """As uid 65534: a user namespace whose uid 0 is that user; the encrypted files it writes
+    belong to it on the host. (/dev/fuse may be 0600 here: a node of it with mode 0666 stands in.)"""
+    tmp_path = open_tmp
     manifest(tmp_path)
+    device = tmp_path / "fuse"
+    os.mknod(device, 0o666 | 0o020000, os.makedev(10, 229))
+    device.chmod(0o666)
+    os.chown(tmp_path, 65534, 65534)
+    os.chown(tmp_path / "enc", 65534, 65534)
     tmp_path.chmod(0o755)
-    (tmp_path / "enc").chmod(0o777)
-    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", LIBOS, "run", "m.toml",
-                           "--", "-c", "true"], cwd=tmp_path, capture_output=True)
-    err = proc.stderr.decode()
-    assert proc.returncode == 1 and err.startswith("libos: error: ") and "root" in err and err.count("\n") == 1, err
+    proc = _as_nobody(tmp_path, "--", "-c", "id -u; echo secret > /data/f; cat /data/f; cat /proc/self/uid_map; "
+                                            "touch /usr/x 2>/dev/null || echo host-rules",
+                      env=dict(os.environ, LIBOS_FUSE_DEVICE=str(device)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().split() == ["0", "secret", "0", "65534", "1", "host-rules"]
+    assert (tmp_path / "enc" / "f").stat().st_uid == 65534
+    assert decrypt(tmp_path, "f") == b"secret\n"
+
+
+def test_an_unprivileged_user_without_fuse_gets_one_line(open_tmp):
+    manifest(open_tmp)
+    missing = _as_nobody(open_tmp, "--", "-c", "true", env=dict(os.environ, LIBOS_FUSE_DEVICE=str(open_tmp / "no")))
+    refused = _as_nobody(open_tmp, "--", "-c", "true", env=dict(os.environ, LIBOS_FUSE_DEVICE="/dev/fuse"))
+    for proc, words in ((missing, "is missing"), (refused, "Permission denied for uid 65534")):
+        err = proc.stderr.decode()
+        if proc is refused and os.stat("/dev/fuse").st_mode & 0o006:
+            continue  # /dev/fuse is open to everyone here
+        assert proc.returncode == 1 and err.startswith("libos: error: ") and err.count("\n") == 1, err
+        assert words in err, err

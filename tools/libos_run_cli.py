@@ -63,8 +63,11 @@ def run(manifest: str, args: tuple[str, ...], keys: tuple[str, ...], debug: bool
         plan = launch_plan(m, rest)
         for line in unsupported_keys(m):
             _warn(line)
-        from libos import LibOS
+        from libos.runner import enter_namespaces
         from libos.runner import run as run_plan
+
+        enter_namespaces(plan)  # unprivileged: a user namespace, before anything starts a thread
+        from libos import LibOS
 
         lo = LibOS.boot(m)
         _load_keys(lo, keys)
