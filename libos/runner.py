@@ -41,6 +41,9 @@ __all__ = ["RunError", "run"]
 STAGE = "/proc"  # where pid 1 attaches the view before pivot_root (always there; hidden from then on)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 SI_KERNEL = 0x80  # a signal the kernel sent (the terminal's Ctrl-C reaches the program's group itself)
+#: the FUSE device (``LIBOS_FUSE_DEVICE`` names another node of it, e.g. one of mode 0666 where
+#: /dev/fuse is 0600 and an unprivileged user should run)
+FUSE_DEVICE = os.environ.get("LIBOS_FUSE_DEVICE", "/dev/fuse")
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 
 
@@ -50,6 +53,29 @@ class RunError(LibosError):
 
 def _exit_code(status: int) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def enter_namespaces(plan: LaunchPlan) -> bool:
+    """For an unprivileged user: a user namespace (this user as its uid 0) and a mount namespace,
+    entered before anything starts a thread. True when entered; RunError when the system refuses
+    it or the manifest asks for an identity that can't be mapped."""
+    if os.geteuid() == 0:
+        return False
+    from pal import namespaces as ns
+    from vfs.fuse_session import check_fuse_device
+
+    check_fuse_device(FUSE_DEVICE)
+    if (plan.uid, plan.gid) != (0, 0):
+        raise RunError(f"loader.uid/loader.gid = {plan.uid}/{plan.gid}: an unprivileged run has only uid/gid 0 "
+                       "(yourself); remove them, or run libos run as root", errno=errno.EINVAL)
+    try:
+        ns.enter_user_namespace()
+    except OSError as exc:
+        raise RunError(f"can't make a user namespace ({exc.strerror}): allow unprivileged user namespaces "
+                       "(sysctl kernel.unprivileged_userns_clone=1, and on Ubuntu "
+                       "kernel.apparmor_restrict_unprivileged_userns=0), or run libos run as root",
+                       errno=exc.errno) from None
+    return True
 
 
 def check_entrypoint(lo, plan: LaunchPlan) -> None:
@@ -78,23 +104,20 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
     """Run ``plan`` in the view of ``manifest`` (booted as ``lo`` if given); the program's exit
     status (128+N for death by signal N). Raises :class:`RunError` (or ``OSError``,
     :class:`~libos.errors.MountError`) for what stops the program from starting."""
-    from vfs.fuse import check_fuse_device, load_mfusepy, serve
-
     from pal import namespaces as ns
+    from vfs.fuse import load_mfusepy, serve
+    from vfs.fuse_session import check_fuse_device
 
     from .libos import LibOS
     from .loader import mount_plan
 
-    if os.geteuid() != 0:
-        raise RunError("libos run needs root for now (its mount and PID namespaces); run it with sudo",
-                       errno=errno.EPERM)
     if lo is None:
         lo = LibOS.boot(manifest)
     check_entrypoint(lo, plan)
     binds, _ = mount_plan(manifest)
     load_mfusepy()
-    check_fuse_device()
-    fuse_fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    check_fuse_device(FUSE_DEVICE)
+    fuse_fd = os.open(FUSE_DEVICE, os.O_RDWR | os.O_CLOEXEC)
     try:
         view = ns.fs_mount("fuse", {"fd": str(fuse_fd), "rootmode": "40000", "user_id": "0", "group_id": "0",
                                     "default_permissions": True, "allow_other": True}, attrs=0x4)  # nodev
@@ -139,7 +162,7 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
         try:
             serve(vfs, f"/dev/fd/{fuse_fd}", writable=True, foreground=True, debug=debug, fsname="libos-run",
                   subtype="libos", multithreaded=True, ready=lambda: (ready.set(), settled.set(), os.write(go_w, b"1")))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             served.append(exc)
         finally:
             settled.set()
@@ -156,10 +179,11 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
                     messages.append(rest)
 
     server = threading.Thread(target=serve_view, name="libos-run-fuse", daemon=True)
-    server.start()
+    with _libfuse_start_messages():
+        server.start()
+        settled.wait()  # the view is up, or serving it failed
     reader = threading.Thread(target=read_status, name="libos-run-status", daemon=True)
     reader.start()
-    settled.wait()  # the view is up, or serving it failed
     if ready.is_set():
         _raise_read_ahead(view)
     os.close(view)
@@ -188,6 +212,27 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
     return code
 
 
+@contextlib.contextmanager
+def _libfuse_start_messages():
+    """libfuse 3.14 prints "Ignoring invalid max threads value" at every start (its own default):
+    keep it off the program's stderr, pass on anything else it says."""
+    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    saved = os.dup(2)
+    os.dup2(w, 2)
+    os.close(w)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        with contextlib.suppress(OSError):
+            said = os.read(r, 1 << 16).decode(errors="replace")
+            for line in said.splitlines(keepends=True):
+                if not line.startswith("Ignoring invalid max threads value"):
+                    os.write(2, line.encode())
+        os.close(r)
+
+
 def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_w: int, plan: LaunchPlan,
            binds: list[MountSpec]) -> None:  # pragma: no cover - runs in the child
     """The runner's child: new mount and PID namespaces, their pid 1, its exit status as ours."""
@@ -195,6 +240,7 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
 
     code = 1
     try:
+        _die_with_parent()
         os.close(fuse_fd)
         os.close(go_w)
         os.close(status_r)
@@ -209,24 +255,33 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
         os.write(status_w, f"pid {pid}\n".encode())
         os.close(status_w)
         code = _exit_code(os.waitpid(pid, 0)[1])
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(status_w, f"error {exc}\n".encode())
     finally:
         os._exit(code)
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child and in pid 1
+    """SIGKILL when the parent dies: a killed runner takes the whole run with it."""
+    parent = os.getppid()
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec]) -> None:  # pragma: no cover
     """pid 1 of the run's PID namespace: build the view, start the program, reap, pass signals on."""
     code = 1
     try:
+        _die_with_parent()
         _build_view(view, binds)
         program = os.fork()
         if program == 0:
             _exec(plan, status_w)
         os.close(status_w)
         code = _reap(program)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(status_w, f"error {exc}\n".encode())
     finally:
@@ -250,13 +305,12 @@ def _build_view(view: int, binds: list[MountSpec]) -> None:  # pragma: no cover 
     os.close(view)
     attestation = ns.open_tree(f"{STAGE}/dev/attestation", recursive=False)
     for spec, fd in sources:
-        target = STAGE + spec.path
-        ns.move_mount(fd, target)
-        os.close(fd)
         if spec.readonly:
-            ns.mount(None, target, None, ns.MS_REMOUNT | ns.MS_BIND | ns.MS_RDONLY)
+            ns.set_readonly(fd)
+        ns.move_mount(fd, STAGE + spec.path)
+        os.close(fd)
     dev = STAGE + "/dev"
-    ns.mount("tmpfs", dev, "tmpfs", ns.MS_NOSUID | ns.MS_NOEXEC, "mode=755,size=64k")
+    ns.mount("tmpfs", dev, "tmpfs", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC, "mode=755,size=64k")
     for name, fd in nodes.items():
         os.close(os.open(f"{dev}/{name}", os.O_CREAT | os.O_WRONLY, 0o666))
         ns.move_mount(fd, f"{dev}/{name}")
@@ -270,7 +324,8 @@ def _build_view(view: int, binds: list[MountSpec]) -> None:  # pragma: no cover 
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{dev}/{name}")
-    ns.mount(None, dev, None, ns.MS_REMOUNT | ns.MS_NOSUID | ns.MS_NOEXEC | ns.MS_RDONLY, "mode=755,size=64k")
+    ns.mount(None, dev, None, ns.MS_REMOUNT | ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC | ns.MS_RDONLY,
+             "mode=755,size=64k")
     ns.mount("proc", STAGE + "/proc", "proc", ns.MS_NOSUID | ns.MS_NODEV | ns.MS_NOEXEC)
     os.chdir(STAGE)
     ns.pivot_root(".", ".")  # the old root lands on top of the new one...
@@ -291,7 +346,8 @@ def _exec(plan: LaunchPlan, status_w: int) -> None:  # pragma: no cover - runs a
             resource.setrlimit(resource.RLIMIT_STACK, (plan.stack, resource.getrlimit(resource.RLIMIT_STACK)[1]))
         if plan.no_aslr:
             ctypes.CDLL(None).personality(0x0040000)  # ADDR_NO_RANDOMIZE
-        os.setgroups([])
+        with contextlib.suppress(PermissionError):  # refused in an unprivileged run's user namespace
+            os.setgroups([])
         os.setgid(plan.gid)
         os.setuid(plan.uid)
         try:
@@ -302,7 +358,7 @@ def _exec(plan: LaunchPlan, status_w: int) -> None:  # pragma: no cover - runs a
             os.execve(plan.exe, plan.argv, plan.env)
         except OSError as exc:
             raise OSError(exc.errno, f"libos.entrypoint: can't execute {plan.exe}: {exc.strerror}") from None
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(status_w, f"error {exc.strerror if isinstance(exc, OSError) else exc}\n".encode())
     os._exit(127)
@@ -314,8 +370,9 @@ def _reap(program: int) -> int:  # pragma: no cover - runs as pid 1
     while code is None:
         info = signal.sigwaitinfo({*FORWARDED, signal.SIGCHLD})
         if info.si_signo != signal.SIGCHLD:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(program, info.si_signo)
+            if info.si_code != SI_KERNEL:  # the terminal's reach the program's process group already
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(program, info.si_signo)
             continue
         while True:
             try:

@@ -15,7 +15,7 @@ import platform
 __all__ = [
     "AT_RECURSIVE", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUSER", "MNT_DETACH", "MS_BIND", "MS_NODEV",
     "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "fs_mount", "mount",
-    "move_mount", "open_tree", "pivot_root", "umount2", "unshare",
+    "enter_user_namespace", "move_mount", "open_tree", "pivot_root", "set_readonly", "umount2", "unshare",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -37,7 +37,9 @@ MOUNT_ATTR_NODEV = 0x4
 
 # syscall numbers of the calls glibc has no wrapper for (the same on both architectures)
 _SYSCALLS = {"x86_64": {"pivot_root": 155}, "aarch64": {"pivot_root": 41}}
-_NEW_API = {"open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432}
+_NEW_API = {"open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+            "mount_setattr": 442}
+MOUNT_ATTR_RDONLY = 0x1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -92,6 +94,30 @@ def move_mount(mount_fd: int, target: str) -> None:
     """Attach the detached mount ``mount_fd`` at ``target``."""
     _check(_syscall("move_mount", ctypes.c_int(mount_fd), b"", ctypes.c_int(AT_FDCWD), _b(target),
                     ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), f"mount at {target}")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+def set_readonly(mount_fd: int) -> None:
+    """Make the (detached) mount tree ``mount_fd`` read-only, its other flags kept (``mount_setattr``:
+    a remount would have to repeat flags a user namespace may not drop)."""
+    attr = _MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+    _check(_syscall("mount_setattr", ctypes.c_int(mount_fd), b"", ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE),
+                    ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), "read-only bind")
+
+
+def enter_user_namespace() -> None:
+    """Become uid/gid 0 of a new user namespace (mapped to this user), with a mount namespace of
+    its own: what lets an unprivileged user mount FUSE, tmpfs, proc and bind mounts. Single-threaded
+    callers only (the kernel's rule)."""
+    uid, gid = os.geteuid(), os.getegid()
+    unshare(CLONE_NEWUSER | CLONE_NEWNS)
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
 
 
 def fs_mount(fstype: str, options: dict[str, str | bool], *, attrs: int = 0) -> int:

@@ -63,8 +63,11 @@ def run(manifest: str, args: tuple[str, ...], keys: tuple[str, ...], debug: bool
         plan = launch_plan(m, rest)
         for line in unsupported_keys(m):
             _warn(line)
-        from libos import LibOS
+        from libos.runner import enter_namespaces
         from libos.runner import run as run_plan
+
+        enter_namespaces(plan)  # unprivileged: a user namespace, before anything starts a thread
+        from libos import LibOS
 
         lo = LibOS.boot(m)
         _load_keys(lo, keys)
@@ -80,7 +83,7 @@ def run(manifest: str, args: tuple[str, ...], keys: tuple[str, ...], debug: bool
     except (ManifestError, OSError) as exc:
         _fail(str(exc) if isinstance(exc, ManifestError | LibosError) or not exc.strerror
               else f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else ""), 1, debug)
-    except Exception as exc:  # noqa: BLE001 - a one-line error, the traceback with --debug
+    except Exception as exc:
         _fail(f"{type(exc).__name__}: {exc}", 1, debug)
     sys.exit(code)
 
