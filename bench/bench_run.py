@@ -16,8 +16,10 @@ Two sets, each measured with four launchers (native, bwrap, proot, libos run):
 - encrypted: the same files in a folder of pfs files; libos run sees it as an encrypted mount
   at /w; native, bwrap and proot run on a `pfs mount --rw` of that folder (the same bindings).
 
-Between runs the outputs (the tar folder, the database) are removed untimed. The views of bwrap
-and proot are the host's /usr, /lib*, /bin, /sbin, /etc, /proc, /dev, a private /tmp and /w.
+Runs go round robin over the launchers. Between runs the outputs (the tar folder, the database)
+are removed untimed. The views of bwrap and proot are the host's /usr, /lib*, /bin, /sbin, /etc,
+/proc, /dev, a private /tmp and /w. The "net" column is native/libos with each launcher's own
+`/bin/true` time taken off both sides: the speed of the work once the program runs.
 
 Targets (from issue 9): libos run adds <= 150 ms to `python3 -c pass` over native; chroot
 workloads (tar, sqlite, sha256) at >= 0.8x native speed; encrypted workloads at >= 0.9x of the
@@ -263,29 +265,33 @@ def main() -> None:
                 row = results.setdefault(name, {})
                 if w.io:
                     io_rows.append(name)
-                for launcher in LAUNCHERS:
-                    # the encrypted set: native, bwrap and proot on a pfs mount of the folder; libos
-                    # run on the folder itself, with the pfs mount unmounted (one writer at a time)
-                    if set_name == "encrypted" and launcher != "libos" and not mounted:
-                        check([PFS, "mount", "-w", str(key), str(enc), str(mnt), "--rw", "--log",
-                               str(top / "mount.log")])
-                        mounted = True
-                    if set_name == "encrypted" and launcher == "libos" and mounted:
-                        check([PFS, "umount", str(mnt)])
-                        mounted = False
-                    work = host if set_name == "chroot" else mnt
-                    folder = enc if (set_name == "encrypted" and launcher == "libos") else work
-                    times = []
-                    for _ in range(repeat):
+                times: dict[str, list[float]] = {n: [] for n in LAUNCHERS}
+                # round robin: the machine's noise (other jobs on shared cores and disk) falls on
+                # every launcher alike rather than on whichever ran during a busy spell
+                for _ in range(repeat):
+                    for launcher in LAUNCHERS:
+                        # the encrypted set: native, bwrap and proot on a pfs mount of the folder,
+                        # libos run on the folder itself with the pfs mount unmounted (one writer)
+                        wanted = set_name == "encrypted" and launcher != "libos"
+                        if wanted and not mounted:
+                            check([PFS, "mount", "-w", str(key), str(enc), str(mnt), "--rw", "--log",
+                                   str(top / "mount.log")])
+                        elif mounted and not wanted:
+                            check([PFS, "umount", str(mnt)])
+                        mounted = wanted
+                        work = host if set_name == "chroot" else mnt
+                        folder = enc if (set_name == "encrypted" and launcher == "libos") else work
                         w.reset(folder)
                         cmd, cwd, env = launch(launcher, work, set_name, w.argv)
                         elapsed, hwm, maxrss = timed(cmd, cwd, env, launcher == "libos", w.lines)
-                        times.append(elapsed)
+                        times[launcher].append(elapsed)
                         if launcher == "libos":
                             memory.append((hwm, maxrss))
-                    w.reset(folder)
-                    row[launcher] = statistics.median(times)
-                    print(f"  {name:28s} {launcher:6s} {row[launcher] * 1000:9.1f} ms", file=sys.stderr, flush=True)
+                        w.reset(folder)
+                for launcher in LAUNCHERS:
+                    row[launcher] = statistics.median(times[launcher])
+                print(f"  {name:28s} " + " ".join(f"{n} {row[n] * 1000:.1f}" for n in LAUNCHERS) + " ms",
+                      file=sys.stderr, flush=True)
     finally:
         if mounted:
             subprocess.run([PFS, "umount", str(mnt)], capture_output=True)
