@@ -430,3 +430,14 @@ def test_an_unprivileged_user_without_fuse_gets_one_line(open_tmp):
             continue  # /dev/fuse is open to everyone here
         assert proc.returncode == 1 and err.startswith("libos: error: ") and err.count("\n") == 1, err
         assert words in err, err
+
+
+def test_a_file_held_open_by_a_killed_background_process_is_flushed(tmp_path):
+    """The entry point exits while a background job still holds an encrypted file open (written,
+    not closed): the kernel kills the job, and what it wrote is encrypted on disk when libos run
+    returns."""
+    manifest(tmp_path)
+    proc = sh(tmp_path, "(echo held; : > /tmp/written; exec sleep 1000) > /data/held & "
+                        "until [ -e /tmp/written ]; do sleep 0.01; done; exit 0")
+    assert proc.returncode == 0, proc.stderr
+    assert decrypt(tmp_path, "held") == b"held\n"
