@@ -44,6 +44,7 @@ SI_KERNEL = 0x80  # a signal the kernel sent (the terminal's Ctrl-C reaches the 
 #: the FUSE device (``LIBOS_FUSE_DEVICE`` names another node of it, e.g. one of mode 0666 where
 #: /dev/fuse is 0600 and an unprivileged user should run)
 FUSE_DEVICE = os.environ.get("LIBOS_FUSE_DEVICE", "/dev/fuse")
+END_GRACE = 10.0  # seconds the view may outlive the run's namespace (a file of it held from outside)
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 
 
@@ -138,14 +139,34 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
-def _raise_read_ahead(view: int) -> None:
-    """The kernel's read-ahead of the view's mount (128 KiB by default: 4 MiB reads faster)."""
+def _raise_read_ahead(view: int) -> int:
+    """The kernel's read-ahead of the view's mount (128 KiB by default: 4 MiB reads faster); the
+    mount's device number."""
     from vfs.fuse_readahead import READ_AHEAD_KB
 
     dev = os.fstat(view).st_dev
     with contextlib.suppress(OSError), open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb",
                                             "w") as f:
         f.write(str(READ_AHEAD_KB))
+    return dev
+
+
+def _end_session(server: threading.Thread, dev: int | None, on_error: Callable[[str], None] | None) -> bool:
+    """Wait for the FUSE session to end with the run's namespace; False if it did not. It can't
+    while a process outside the run holds a file of the view (one passed over a socket): after a
+    grace period the connection is aborted where fusectl is mounted, else left to end with the
+    runner (that file's last writes are then lost: said on stderr)."""
+    server.join(timeout=END_GRACE)
+    if server.is_alive() and dev is not None:
+        with contextlib.suppress(OSError), open(f"/sys/fs/fuse/connections/{os.minor(dev)}/abort", "w") as f:
+            f.write("1")
+        server.join(timeout=END_GRACE)
+    if not server.is_alive():
+        return True
+    if on_error is not None:
+        on_error(f"a process outside the run still holds a file of the view after {END_GRACE:.0f} s; "
+                 "the view ends with libos run (writes to files still open there are lost)")
+    return False
 
 
 def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, status_r: int, *, debug: bool,
@@ -184,8 +205,7 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
         settled.wait()  # the view is up, or serving it failed
     reader = threading.Thread(target=read_status, name="libos-run-status", daemon=True)
     reader.start()
-    if ready.is_set():
-        _raise_read_ahead(view)
+    dev = _raise_read_ahead(view) if ready.is_set() else None
     os.close(view)
     code = 1
     while True:
@@ -199,7 +219,8 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
             with contextlib.suppress(ProcessLookupError):
                 os.kill(init_pid[0], info.si_signo)
     reader.join()
-    server.join()
+    if not _end_session(server, dev, on_error):
+        return code or 1
     if messages:
         raise RunError(messages[0])
     if served:

@@ -240,12 +240,20 @@ def test_runner_sigkill_leaves_nothing_and_keeps_synced_files(tmp_path):
     ("host-folder-missing", [], 1, "host path"),
     ("key-not-set", [], 1, "key 'default'"),
     ("argv-twice", [], 1, "mutually exclusive"),
+    ("entry-not-a-program", [], 1, "libos.entrypoint: can't execute /app/bad: Exec format error"),
+    ("start-dir-missing", [], 1, "fs.start_dir: /nowhere is not a folder in the view"),
 ])
 def test_bad_input_is_one_line_before_the_program_starts(tmp_path, setup, args, code, words):
-    entry = {"entry-missing": "/nowhere/prog", "entry-not-exec": "/etc/passwd"}.get(setup, "/bin/sh")
+    entry = {"entry-missing": "/nowhere/prog", "entry-not-exec": "/etc/passwd",
+             "entry-not-a-program": "/app/bad"}.get(setup, "/bin/sh")
+    mounts = {"host-folder-missing": '  { path = "/gone", uri = "file:gone" },\n',
+              "entry-not-a-program": '  { path = "/app", uri = "file:app" },\n'}.get(setup, "")
+    body = {"argv-twice": 'loader.argv = ["sh"]', "start-dir-missing": 'fs.start_dir = "/nowhere"'}.get(setup, "")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "bad").write_bytes(b"\x00\x01 not a program\n")
+    (tmp_path / "app" / "bad").chmod(0o755)
     m = manifest(tmp_path, entry=entry, cmdline=setup != "args-not-taken", key=setup != "key-not-set",
-                 mounts='  { path = "/gone", uri = "file:gone" },\n' if setup == "host-folder-missing" else "",
-                 body='loader.argv = ["sh"]' if setup == "argv-twice" else "")
+                 mounts=mounts, body=body)
     if setup == "missing-manifest":
         m.unlink()
     if setup == "bad-key-type":
@@ -430,3 +438,14 @@ def test_an_unprivileged_user_without_fuse_gets_one_line(open_tmp):
             continue  # /dev/fuse is open to everyone here
         assert proc.returncode == 1 and err.startswith("libos: error: ") and err.count("\n") == 1, err
         assert words in err, err
+
+
+def test_a_file_held_open_by_a_killed_background_process_is_flushed(tmp_path):
+    """The entry point exits while a background job still holds an encrypted file open (written,
+    not closed): the kernel kills the job, and what it wrote is encrypted on disk when libos run
+    returns."""
+    manifest(tmp_path)
+    proc = sh(tmp_path, "(echo held; : > /tmp/written; exec sleep 1000) > /data/held & "
+                        "until [ -e /tmp/written ]; do sleep 0.01; done; exit 0")
+    assert proc.returncode == 0, proc.stderr
+    assert decrypt(tmp_path, "held") == b"held\n"
