@@ -278,8 +278,9 @@ def test_sqlite3_database_in_encrypted_folder(make_view, tmp_path: Path, journal
 
 # strict=False: the bug is a race (a journal's RELEASE still queued when sqlite unlinks it), mostly
 # but not always hit; remove the mark once the runner is fixed
-@pytest.mark.xfail(strict=False, reason="runner bug (i9-run at bd47366): sqlite's journals become .fuse_hidden* files "
-                   "(the view's FUSE mount has hard_remove off), seen by the program and left on the host")
+@pytest.mark.xfail(strict=False, reason="bridge bug under libos run (i9-run at bd47366): sqlite's journals become "
+                   ".fuse_hidden* files, seen by the program and left on the host (likely: libfuse hides a file whose "
+                   "RELEASE is still in flight, and vfs/fuse.py, seeing no open handle, takes it for a real rename)")
 def test_sqlite3_journals_leave_nothing(make_view, tmp_path: Path) -> None:
     """sqlite's rollback journals (created, written, removed at each commit) are gone from the
     folder at once, as natively, and nothing of them stays on the host after the run."""
