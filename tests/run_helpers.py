@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -89,11 +91,22 @@ class View:
     start_dir: str = "/data"
     extra_mounts: list[dict[str, str]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)  # more top-level keys, e.g. "sgx.trusted_files"
+    user: int | None = None  # run libos run as this uid (and gid): unprivileged, in a user namespace
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.enc = self.root / "enc"
         self.enc.mkdir(exist_ok=True)
+        self.env_run = None
+        if self.user is not None:
+            # the user's own folders; a FUSE device node it may open (this machine's /dev/fuse
+            # may be 0600: LIBOS_FUSE_DEVICE, docs/run.md); root's key file stays root's
+            os.chown(self.root, self.user, self.user)
+            os.chown(self.enc, self.user, self.user)
+            device = self.root / "fuse"
+            os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(10, 229))
+            device.chmod(0o666)
+            self.env_run = dict(os.environ, LIBOS_FUSE_DEVICE=str(device))
         self.key_hex = secrets.token_hex(16)
         self.key_file = self.root / "data.key"
         fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -125,8 +138,11 @@ class View:
         self.manifest.write_text("\n".join(lines) + "\n")
 
     def cmd(self, *args: str) -> list[str]:
-        """The ``libos run`` command line for ``args`` (argv[1:] of the entry point)."""
-        return [LIBOS, "run", str(self.manifest), *(["--", *args] if args else [])]
+        """The ``libos run`` command line for ``args`` (argv[1:] of the entry point); run it with
+        ``env=self.env_run``."""
+        as_user = [] if self.user is None else [
+            shutil.which("setpriv") or "setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups"]
+        return [*as_user, LIBOS, "run", str(self.manifest), *(["--", *args] if args else [])]
 
     def run(self, *args: str, input: bytes | str | None = None, timeout: float = TIMEOUT,
             check: bool = False) -> subprocess.CompletedProcess:
@@ -134,7 +150,7 @@ class View:
         ``input`` is; text when there is no input)."""
         text = not isinstance(input, bytes)
         proc = subprocess.run(self.cmd(*args), input=input, capture_output=True, text=text,
-                              timeout=timeout, cwd=self.root)
+                              timeout=timeout, cwd=self.root, env=self.env_run)
         if check and proc.returncode != 0:
             raise AssertionError(f"libos run exited {proc.returncode}: {proc.stderr!r}")
         return proc
@@ -146,6 +162,9 @@ class View:
         out.parent.mkdir(parents=True, exist_ok=True)
         pfs("encrypt", "-q", "-w", str(self.key_file), "-i", str(plain), "-o", str(out),
             "--manifest", str(self.manifest))
+        if self.user is not None:  # the user's files, as if it had made them
+            for path in [out, *(out.rglob("*") if out.is_dir() else [])]:
+                os.chown(path, self.user, self.user)
 
     def decrypt(self, inside: str) -> bytes:
         """The plaintext of ``/data/<inside>``, authenticated and checked to be bound to its path."""

@@ -19,6 +19,7 @@ import select
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,18 +38,32 @@ def _runner() -> None:
     require(why is None, f"libos run unavailable: {why}")
 
 
-@pytest.fixture
-def make_view(tmp_path: Path):
-    """``make_view(entrypoint, **View fields)``: a view under ``tmp_path/view``; the test fails
-    if anything under ``tmp_path`` is still mounted on the host afterwards."""
+@pytest.fixture(params=[None, 65534], ids=["root", "nobody"])
+def make_view(request, tmp_path: Path):
+    """``make_view(entrypoint, **View fields)``: a view in ``make_view.base``, run by libos run
+    as root, then as uid 65534 (unprivileged: a user namespace; ``base`` is then a folder every
+    user can reach, the view's folders the user's); the test fails if anything of it is still
+    mounted on the host afterwards."""
+    user = request.param
+    if user is None:
+        base = tmp_path
+    else:
+        require(shutil.which("setpriv"), "setpriv (util-linux) runs libos run as another user")
+        base = Path(tempfile.mkdtemp(prefix="run-programs-", dir="/tmp"))
+        base.chmod(0o755)
 
     def make(entrypoint: str, **kw) -> View:
-        return View(tmp_path / "view", entrypoint, **kw)
+        return View(base / "view", entrypoint, user=user, **kw)
 
-    yield make
-    with open("/proc/self/mountinfo") as f:
-        left = [line for line in f if str(tmp_path) in line]
-    assert not left, f"still mounted on the host after libos run: {left}"
+    make.base = base
+    try:
+        yield make
+        with open("/proc/self/mountinfo") as f:
+            left = [line for line in f if str(base) in line or str(tmp_path) in line]
+        assert not left, f"still mounted on the host after libos run: {left}"
+    finally:
+        if user is not None:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def plain_dir(tmp_path: Path) -> Path:
@@ -101,6 +116,7 @@ def test_python_reads_encrypted_input_writes_encrypted_result(make_view, tmp_pat
     assert (inside.returncode, inside.stdout) == (0, outside.stdout), inside.stderr
     assert view.decrypt("result.txt") == (plain / "result.txt").read_bytes()
     assert b"plaintext-marker" not in (view.enc / "result.txt").read_bytes()
+    assert (view.enc / "result.txt").stat().st_uid == (view.user or 0)  # who really ran it
 
 
 # ---------------------------------------------------------------- shells
@@ -140,7 +156,8 @@ def test_sigterm_to_runner_reaches_program(make_view, handler: bool, expected: i
               + ("signal.signal(signal.SIGTERM, lambda *a: sys.exit(5))\n" if handler else "")
               + "print('ready', flush=True)\ntime.sleep(120)\n")
     view = make_view(PYTHON)
-    proc = subprocess.Popen(view.cmd("-c", script), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(view.cmd("-c", script), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=view.env_run)
     try:
         assert proc.stdout.readline() == b"ready\n", proc.stderr.read() if proc.poll() is not None else ""
         proc.send_signal(signal.SIGTERM)
@@ -193,7 +210,7 @@ def test_pty_interactive_python(make_view) -> None:
     pid, master = pty.fork()
     if pid == 0:  # the child: a new session whose controlling terminal is the pty
         try:
-            os.execv(cmd[0], cmd)
+            os.execve(cmd[0], cmd, view.env_run or os.environ)
         finally:
             os._exit(127)
     buf = bytearray()
@@ -491,11 +508,11 @@ def probed(make_view, tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
     opening and stat-ing it gave}, {path: what opening it again after the change gave})."""
     from run_helpers import host_mounts
 
-    srv = tmp_path / "srv"
+    srv = make_view.base / "srv"  # where the runner's user can reach it
     srv.mkdir()
     for name in ("trusted.txt", "trusted-nohash.txt", "allowed.txt", "unlisted.txt"):
         (srv / name).write_text(name.split(".")[0])
-    outside = tmp_path / "outside.txt"  # a host file, not in the view (its /tmp is a tmpfs)
+    outside = make_view.base / "outside.txt"  # a host file, not in the view (its /tmp is a tmpfs)
     outside.write_text("host secret")
     digest = hashlib.sha256((srv / "trusted.txt").read_bytes()).hexdigest()
     view = make_view(PYTHON, start_dir="/", extra_mounts=[{"type": "chroot", "path": "/srv", "uri": f"file:{srv}"}],
@@ -512,7 +529,7 @@ def probed(make_view, tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
     assert f"{outside} ok host secret exists" in natively.stdout  # the probe can see a host file
 
     proc = subprocess.Popen(view.cmd("-c", PROBE, *(real.get(p, p) for p in paths)), stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=view.env_run)
     try:
         lines = []
         while (line := proc.stdout.readline()) not in ("ready\n", ""):
