@@ -1,0 +1,151 @@
+"""The FUSE bridge against Linux: what programs do through a real ``libos mount`` (chroot, tmpfs
+and encrypted mounts of one manifest) compared with the real kernel on a scratch folder.
+
+Each test runs the same operations on a folder of the mount and on a plain host folder (the
+"scratch" side), and compares results (values or errno). What is done as another user runs in a
+real subprocess under ``setpriv --reuid 65534 --regid 65534 --clear-groups``; the mount is made
+with ``--allow-other`` so that user reaches it, below a folder everyone may traverse.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+from fuse_helpers import LIBOS, PFS, Mounter, fuse_unavailable, mounted, run
+from helpers import require
+
+_why = fuse_unavailable()
+require(_why is None, f"real FUSE mounts unavailable: {_why}")
+
+NOBODY = 65534
+SETPRIV = shutil.which("setpriv")
+KINDS = {"chroot": "h", "tmpfs": "t", "encrypted": "data"}  # mount type -> folder in the view
+PAGE = mmap.PAGESIZE
+
+
+class View:
+    """A ``libos mount`` of a manifest with a chroot mount at /h, a tmpfs at /t and an encrypted
+    mount at /data, plus a scratch host folder on the real kernel, all below ``base`` (mode 0755)."""
+
+    def __init__(self, base: Path, mounter: Mounter, key: Path):
+        self.base, self.key = base, key
+        self.host, self.enc, self.mnt, self.scratch = (base / n for n in ("host", "enc", "mnt", "scratch"))
+        for d in (self.host, self.enc, self.mnt, self.scratch):
+            d.mkdir()
+        for d in (self.host, self.scratch):
+            d.chmod(0o1777)
+        (base / "m.toml").write_text(f'''
+libos.entrypoint = "/h/none"
+fs.mounts = [
+  {{ type = "chroot", path = "/h", uri = "file:host/" }},
+  {{ type = "tmpfs", path = "/t" }},
+  {{ type = "encrypted", path = "/data", uri = "file:enc/", key_name = "default" }},
+]
+fs.insecure__keys.default = "{key.read_bytes().hex()}"
+''')
+        self.mount = mounter.foreground([LIBOS, "mount", "--allow-other", "m.toml", "mnt"], "mnt", cwd=base)
+        os.chmod(self.mnt / "t", 0o1777)
+        os.chmod(self.mnt / "data", 0o1777)
+
+    def dir(self, kind: str) -> Path:
+        return self.mnt / KINDS[kind]
+
+    def unmount(self) -> None:
+        self.mount.unmount()
+
+    def decrypt(self, rel: str) -> bytes:
+        """The plaintext of ``/data/REL`` from its host file (after :meth:`unmount`)."""
+        out = self.base / "plain.out"
+        proc = run([PFS, "decrypt", "-q", "-w", self.key, "-i", self.enc / rel, "-o", out,
+                    "--expect-path", f"enc/{rel}"], cwd=self.base)
+        assert proc.returncode == 0, proc.stderr
+        data = out.read_bytes()
+        out.unlink()
+        return data
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("key") / "wrap.key"
+    run([PFS, "gen-key", "-w", path], check=True)
+    return path
+
+
+@pytest.fixture
+def view(key: Path, tmp_path: Path):
+    base = Path(tempfile.mkdtemp(prefix="pfskit-fuse-linux-", dir="/tmp"))
+    base.chmod(0o755)
+    mounter = Mounter(tmp_path)
+    try:
+        yield View(base, mounter, key)
+    finally:
+        mounter.cleanup()
+        for m in mounter.mounts:
+            assert not mounted(m.mountpoint)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def read_direct(path: Path) -> bytes:
+    """The file's bytes as the daemon has them: an O_DIRECT read bypasses the page cache."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        buf = mmap.mmap(-1, 1 << 20)  # page-aligned
+        n = os.readv(fd, [buf])
+        return bytes(buf[:n])
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------- 1. mmap
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_mmap_private_and_shared(view: View, kind: str) -> None:
+    """Private and shared mappings work and a shared mapping's writes reach the file (on the host,
+    through the daemon, or in the ciphertext), as on the kernel's own file systems."""
+    data = os.urandom(3 * PAGE + 100)
+    results = {}
+    for side, folder in (("mount", view.dir(kind)), ("kernel", view.scratch)):
+        path = folder / "mapped.bin"
+        path.write_bytes(data)
+        with open(path, "r+b") as f:
+            with mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE) as m:
+                assert m[:] == data, side
+                m[0:4] = b"PRIV"  # copy on write: never reaches the file
+            with mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED) as m:
+                m[PAGE + 5:PAGE + 11] = b"SHARED"
+                m.flush()
+        expected = data[:PAGE + 5] + b"SHARED" + data[PAGE + 11:]
+        results[side] = path.read_bytes()
+        assert results[side] == expected, side
+    assert results["mount"] == results["kernel"]
+    mounted_path = view.dir(kind) / "mapped.bin"
+    assert read_direct(mounted_path) == results["kernel"]
+    if kind == "chroot":
+        assert (view.host / "mapped.bin").read_bytes() == results["kernel"]
+    # Python's mmap of a file that is then written through the mapping only (sqlite's -shm way)
+    shm = view.dir(kind) / "grown.bin"
+    fd = os.open(shm, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.ftruncate(fd, 2 * PAGE)
+        with mmap.mmap(fd, 2 * PAGE) as m:
+            m[PAGE:PAGE + 4] = b"WAL!"
+    finally:
+        os.close(fd)
+    assert read_direct(shm) == bytes(PAGE) + b"WAL!" + bytes(PAGE - 4)
+    if kind == "encrypted":
+        view.unmount()
+        assert view.decrypt("mapped.bin") == results["kernel"]
+        assert view.decrypt("grown.bin") == bytes(PAGE) + b"WAL!" + bytes(PAGE - 4)
+
+
+def test_proc_files_still_read_whole(view: View) -> None:
+    """Generated files (size 0 in stat) keep their direct I/O: a read gets all they hold."""
+    assert os.stat(view.mnt / "proc" / "self" / "mounts").st_size == 0
+    mounts = (view.mnt / "proc" / "self" / "mounts").read_text()
+    assert " /data " in mounts and " /t " in mounts
