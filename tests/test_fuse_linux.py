@@ -9,9 +9,12 @@ with ``--allow-other`` so that user reaches it, below a folder everyone may trav
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -149,3 +152,119 @@ def test_proc_files_still_read_whole(view: View) -> None:
     assert os.stat(view.mnt / "proc" / "self" / "mounts").st_size == 0
     mounts = (view.mnt / "proc" / "self" / "mounts").read_text()
     assert " /data " in mounts and " /t " in mounts
+
+
+# ---------------------------------------------------------------------- 2. the caller's credentials
+
+AS_NOBODY = r'''
+import errno, json, os, sys
+os.umask(0o022)
+root, symlinks = sys.argv[1], sys.argv[2] == "1"
+os.chdir(root)
+out = {}
+
+def do(name, fn, *args):
+    try:
+        r = fn(*args)
+        out[name] = "ok" if r is None else r
+    except OSError as exc:
+        out[name] = errno.errorcode[exc.errno]
+
+def stat(path):
+    s = os.lstat(path)
+    return [oct(s.st_mode), s.st_uid, s.st_gid]
+
+def open_close(path, flags):
+    os.close(os.open(path, flags))
+
+do("create", open_close, "mine", os.O_CREAT | os.O_WRONLY)
+do("stat mine", stat, "mine")
+do("chmod mine", os.chmod, "mine", 0o600)
+do("stat mine 2", stat, "mine")
+do("open mine", open_close, "mine", os.O_RDWR)
+do("touch mine", os.utime, "mine", None)
+do("utime mine", os.utime, "mine", (1, 2))
+do("chown mine to root", os.chown, "mine", 0, -1)
+do("chgrp mine to root", os.chown, "mine", -1, 0)
+do("chgrp mine to own", os.chown, "mine", -1, 65534)
+do("mkdir", os.mkdir, "mydir", 0o777)
+do("stat mydir", stat, "mydir")
+do("create in mydir", open_close, "mydir/f", os.O_CREAT | os.O_WRONLY)
+do("stat mydir/f", stat, "mydir/f")
+if symlinks:
+    do("symlink", os.symlink, "mine", "mylink")
+    do("stat mylink", lambda: stat("mylink")[1:])
+do("chmod root's", os.chmod, "roots", 0o777)
+do("open root's rw", open_close, "roots", os.O_RDWR)
+do("open root's ro", open_close, "roots", os.O_RDONLY)
+do("touch root's", os.utime, "roots", None)
+do("utime root's", os.utime, "roots", (1, 2))
+do("touch root's writable", os.utime, "shared", None)
+do("utime root's writable", os.utime, "shared", (1, 2))
+do("open root's private", open_close, "private", os.O_RDONLY)
+do("unlink root's", os.unlink, "roots")
+do("rename root's", os.rename, "roots", "taken")
+do("create in root's folder", open_close, "rootdir/f", os.O_CREAT | os.O_WRONLY)
+do("unlink mine", os.unlink, "mine")
+print(json.dumps(out))
+'''
+
+
+def as_nobody(folder: Path, symlinks: bool) -> dict[str, object]:
+    """Run :data:`AS_NOBODY` in ``folder`` as uid/gid 65534 with no supplementary groups."""
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    proc = subprocess.run([SETPRIV, "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups",
+                           python, "-I", "-c", AS_NOBODY, str(folder), "1" if symlinks else "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def root_files(folder: Path) -> None:
+    """Files of root's that the other user finds in the 1777 folder."""
+    for name, mode in (("roots", 0o644), ("shared", 0o666), ("private", 0o600)):
+        (folder / name).write_bytes(b"root's\n")
+        os.chmod(folder / name, mode)
+    (folder / "rootdir").mkdir()
+    os.chmod(folder / "rootdir", 0o755)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_requests_are_served_as_the_caller(view: View, kind: str) -> None:
+    """A process of uid 65534 gets what it gets on the kernel: it owns what it creates, may chmod,
+    open and touch it, and is refused (EPERM/EACCES) on root's files."""
+    require(SETPRIV is not None, "setpriv (util-linux) is not installed")
+    symlinks = kind != "encrypted"  # encrypted mounts have files and folders only
+    sides = {}
+    for side, folder in (("mount", view.dir(kind)), ("kernel", view.scratch)):
+        root_files(folder)
+        sides[side] = as_nobody(folder, symlinks)
+    assert sides["mount"]["stat mine"] == [oct(0o100755), NOBODY, NOBODY]
+    assert sides["mount"] == sides["kernel"]
+    if kind == "chroot":  # the host file belongs to that user too
+        s = os.lstat(view.host / "mydir" / "f")
+        assert (s.st_uid, s.st_gid) == (NOBODY, NOBODY)
+
+
+def test_supplementary_groups_are_the_callers(view: View) -> None:
+    """A group-writable file of a group the caller has only as a supplementary group: writable
+    through the mount as on the kernel; without that group, refused."""
+    require(SETPRIV is not None, "setpriv (util-linux) is not installed")
+    results = {}
+    for side, folder in (("mount", view.dir("tmpfs")), ("kernel", view.scratch)):
+        path = folder / "group-file"
+        path.write_bytes(b"")
+        os.chown(path, 0, 4242)
+        os.chmod(path, 0o660)
+        got = []
+        for groups in ("4242", "4243"):
+            code = ("import os, sys\ntry:\n    os.close(os.open(sys.argv[1], os.O_WRONLY)); print('ok')\n"
+                    "except OSError as e:\n    print(e.errno)")
+            proc = subprocess.run([SETPRIV, "--reuid", str(NOBODY), "--regid", str(NOBODY), "--groups", groups,
+                                   "/usr/bin/python3", "-I", "-c", code, str(path)],
+                                  capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0, proc.stderr
+            got.append(proc.stdout.strip())
+        results[side] = got
+    assert results["kernel"] == ["ok", "13"]
+    assert results["mount"] == results["kernel"]

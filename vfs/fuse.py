@@ -26,6 +26,7 @@ import errno
 import logging
 import os
 import re
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -34,8 +35,8 @@ from typing import Any
 from .file import OpenFile
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
-from .node import Stat, err
-from .vfs import VFS, Location
+from .node import UTIME_NOW, Stat, TimeArg, err
+from .vfs import VFS, Context, Location
 
 log = logging.getLogger("vfs.fuse")
 
@@ -47,6 +48,7 @@ FUSE_CAP_ATOMIC_O_TRUNC = 1 << 3
 FUSE_CAP_BIG_WRITES = 1 << 5
 FUSE_READDIR_PLUS = 1  # readdir flag: the kernel asks for attributes too
 FUSE_FILL_DIR_PLUS = 2  # filler flag: this entry's attributes are complete
+UTIME_NOW_NSEC, UTIME_OMIT_NSEC = (1 << 30) - 1, (1 << 30) - 2  # utimensat's markers in tv_nsec
 PREFETCH_ENTRIES = 256  # READDIRPLUS: entries whose attributes are prefetched per chunk (~180 fit in one)
 
 
@@ -89,6 +91,23 @@ def _fill_stat(st: Any, s: Stat) -> None:
     st.st_ctimespec.tv_sec, st.st_ctimespec.tv_nsec = divmod(s.st_ctime_ns, 10**9)
 
 
+def _only_clears_setid(old: int, new: int) -> bool:
+    """Whether mode ``new`` is ``old`` with some of its S_ISUID/S_ISGID bits cleared (and
+    nothing else changed): what the kernel asks after a write or chown kills the set-id bits."""
+    setid = stat.S_ISUID | stat.S_ISGID
+    old, new = old & 0o7777, new & 0o7777
+    return old != new and new & ~old == 0 and (old & ~new) & ~setid == 0
+
+
+def _time_arg(ts: Any) -> TimeArg:
+    """A ``struct timespec`` of utimensat as a VFS time argument."""
+    if ts.tv_nsec == UTIME_NOW_NSEC:
+        return UTIME_NOW
+    if ts.tv_nsec == UTIME_OMIT_NSEC:
+        return None
+    return ts.tv_sec * 10**9 + ts.tv_nsec
+
+
 def _attrs(s: Stat) -> dict[str, Any]:
     return {
         "st_mode": s.st_mode, "st_ino": s.st_ino, "st_nlink": s.st_nlink, "st_uid": s.st_uid,
@@ -97,9 +116,23 @@ def _attrs(s: Stat) -> dict[str, Any]:
     }
 
 
+def caller_groups(pid: int) -> tuple[int, ...]:
+    """The supplementary groups of process ``pid`` (its ``/proc/PID/status``), or none when it
+    can't be read (it exited): fewer groups never grant more."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Groups:"):
+                    return tuple(int(g) for g in line.split()[1:])
+    except (OSError, ValueError):
+        pass
+    return ()
+
+
 class FuseBridge:
-    """``mfusepy`` operations over a VFS, as root of that VFS (the kernel checks permissions:
-    mounts use ``default_permissions``)."""
+    """``mfusepy`` operations over a VFS, each served as the calling process: new objects get
+    its uid and gid, and the VFS checks permissions against its uid, gid and supplementary
+    groups (the kernel checks them too: mounts use ``default_permissions``)."""
 
     use_ns = True
 
@@ -108,7 +141,7 @@ class FuseBridge:
         self.vfs = vfs
         self.direct_io = direct_io  # every file, not only generated ones (see needs_direct_io)
         self.keep_cache = keep_cache and not direct_io
-        self.ctx = vfs.context("/", umask=0)
+        self.root_ctx = vfs.context("/", umask=0)
         self.writable = writable
         self.writeback = writeback_cache and writable
         self.attr_timeout = attr_timeout
@@ -120,7 +153,8 @@ class FuseBridge:
         self._lock = threading.Lock()
         self.call_fh = threading.local()  # the handle of a chmod/chown/utimens call (mfusepy drops it)
         self.owner = os.geteuid()  # the mount's owner: the only user who may open owner-only files
-        self.caller_uid: Callable[[], int] = os.geteuid  # uid of the request being served (set by serve)
+        # (uid, gid, pid) of the request being served (set by serve; None: served as root)
+        self.caller: Callable[[], tuple[int, int, int]] | None = None
         self.on_init: Callable[[], None] | None = None  # called once the session runs (set by serve)
         self.on_destroy: Callable[[], None] | None = None  # called when libfuse destroys it (set by serve)
         self.failures: list[str] = []  # writes lost where no program may hear of it: write-back, last closes, unmount
@@ -222,6 +256,23 @@ class FuseBridge:
             raise
         return file
 
+    def caller_uid(self) -> int:
+        """The uid of the request being served."""
+        return self.caller()[0] if self.caller is not None else os.geteuid()
+
+    @property
+    def ctx(self) -> Context:
+        """The VFS context of the request being served: the caller's ids (the kernel has applied
+        its umask already). Groups are read only for an unprivileged caller (root passes every
+        check)."""
+        if self.caller is None:
+            return self.root_ctx
+        uid, gid, pid = self.caller()
+        if uid == 0 and gid == 0:
+            return self.root_ctx
+        root = self.root_ctx.root
+        return Context(root=root, cwd=root, uid=uid, gid=gid, groups=caller_groups(pid) if uid else (), umask=0)
+
     def _check_write(self) -> None:
         if not self.writable:
             raise err(errno.EROFS)
@@ -303,39 +354,44 @@ class FuseBridge:
     def chmod(self, path: str | None, mode: int) -> int:
         self._check_write()
         path = self._path_or_handle(path)
+        ctx = self.ctx
         if path is None:
-            self._handle_file().inode.chmod(mode)
+            inode = self._handle_file().inode
         else:
-            self.vfs.chmod(self.ctx, path, mode)
+            loc = self.vfs.lookup(ctx, path)
+            inode = loc.inode
+            if not _only_clears_setid(inode.mode, mode):
+                self.vfs.chmod(ctx, path, mode)
+                return 0
+        if not _only_clears_setid(inode.mode, mode):
+            mode = self.vfs.chmod_mode(ctx, inode, mode)
+        # the kernel has checked it: the owner's fchmod, or its own clearing of the set-id bits
+        # after a write or chown by another user, which Linux does whoever writes
+        inode.chmod(mode)
         return 0
 
     def chown(self, path: str | None, uid: int, gid: int) -> int:
         self._check_write()
         path = self._path_or_handle(path)
         if path is None:
-            self._handle_file().inode.chown(uid, gid)
+            inode = self._handle_file().inode
+            self.vfs.check_chown(self.ctx, inode, uid, gid)
+            inode.chown(uid, gid)
         else:
             self.vfs.chown(self.ctx, path, uid, gid)
         return 0
 
-    def utimens(self, path: str | None, times: tuple[int, int] | None = None) -> int:
+    def utimens(self, path: str | None, times: tuple[TimeArg, TimeArg] | None = None) -> int:
+        """``utimensat``: each time in ns, ``UTIME_NOW`` or None (omitted); no times: both now."""
         self._check_write()
-        if times is None:
-            now = self.vfs_clock()
-            times = (now, now)
+        atime, mtime = (UTIME_NOW, UTIME_NOW) if times is None else times
         path = self._path_or_handle(path)
         if path is None:
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
-                self._handle_file().inode.utimens(times[0], times[1])
+                self.vfs.set_times(self.ctx, self._handle_file().inode, atime, mtime)
         else:
-            self.vfs.utimens(self.ctx, path, times[0], times[1])
+            self.vfs.utimens(self.ctx, path, atime, mtime)
         return 0
-
-    @staticmethod
-    def vfs_clock() -> int:
-        from pal import time_ns
-
-        return time_ns()
 
     def statfs(self, path: str) -> dict[str, int]:
         return self.vfs.statfs(self.ctx, path)
@@ -575,7 +631,7 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     check_fuse_device()
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
                         direct_io=direct_io, keep_cache=keep_cache)
-    bridge.caller_uid = lambda: mfusepy.fuse_get_context()[0]
+    bridge.caller = mfusepy.fuse_get_context
     stopper = SignalStop(mountpoint, bridge.open_for_writing) \
         if threading.current_thread() is threading.main_thread() else None
 
@@ -670,7 +726,12 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             return bridge.truncate(name, length, fh)
 
         def utimens_fuse_3(self, path, buf, fip):
-            return self._with_fh(fip, lambda: super(Fuse, self).utimens_fuse_3(path, buf, fip))
+            """As mfusepy's, with libfuse's UTIME_NOW and UTIME_OMIT markers understood."""
+            times = None
+            if buf:
+                times = (_time_arg(buf.contents.actime), _time_arg(buf.contents.modtime))
+            name = None if path is None else path.decode(self.encoding, self.errors)
+            return self._with_fh(fip, lambda: bridge.utimens(name, times))
 
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
     with stopper or contextlib.nullcontext():

@@ -13,9 +13,11 @@ import stat as st
 import weakref
 from dataclasses import dataclass
 
+from pal import time_ns
+
 from .file import O_ACCMODE, O_PATH, OpenFile, dirent_type
 from .mount import Mount, MountTable
-from .node import NAME_MAX, PATH_MAX, Inode, Stat, err
+from .node import NAME_MAX, PATH_MAX, UTIME_NOW, Inode, Stat, TimeArg, err
 
 MAXSYMLINKS = 40
 O_NOFOLLOW = os.O_NOFOLLOW
@@ -270,22 +272,59 @@ class VFS:
         self._writable_mount(loc, path)
         if ctx.uid not in (0, loc.inode.uid):
             raise err(errno.EPERM, path)
-        loc.inode.chmod(mode)
+        loc.inode.chmod(self.chmod_mode(ctx, loc.inode, mode))
+
+    def in_group(self, ctx: Context, gid: int) -> bool:
+        """Whether ``gid`` is the context's group or one of its supplementary groups."""
+        return gid == ctx.gid or gid in ctx.groups
+
+    def chmod_mode(self, ctx: Context, inode: Inode, mode: int) -> int:
+        """The mode ``chmod(mode)`` by ``ctx`` sets: Linux drops S_ISGID when an unprivileged
+        caller is not in the file's group."""
+        if ctx.uid != 0 and mode & st.S_ISGID and not self.in_group(ctx, inode.gid):
+            mode &= ~st.S_ISGID
+        return mode
 
     def chown(self, ctx: Context, path: str, uid: int, gid: int, *, follow: bool = True) -> None:
+        """``chown``/``lchown`` (-1 leaves an id as it is): root gives files away; an owner may
+        only change the group, to one of its own (Linux's rules)."""
         loc = self.lookup(ctx, path, follow=follow)
         self._writable_mount(loc, path)
-        if ctx.uid != 0:
-            raise err(errno.EPERM, path)
+        self.check_chown(ctx, loc.inode, uid, gid, path)
         loc.inode.chown(uid, gid)
 
-    def utimens(self, ctx: Context, path: str, atime_ns: int | None, mtime_ns: int | None, *,
-                follow: bool = True) -> None:
-        loc = self.lookup(ctx, path, follow=follow)
-        self._writable_mount(loc, path)
-        if ctx.uid not in (0, loc.inode.uid):
+    def check_chown(self, ctx: Context, inode: Inode, uid: int, gid: int, path: str | None = None) -> None:
+        """EPERM unless ``ctx`` may set these ids (see :meth:`chown`)."""
+        if ctx.uid == 0:
+            return
+        if uid not in (-1, inode.uid) or ctx.uid != inode.uid:
             raise err(errno.EPERM, path)
-        loc.inode.utimens(atime_ns, mtime_ns)
+        if gid not in (-1, inode.gid) and not self.in_group(ctx, gid):
+            raise err(errno.EPERM, path)
+
+    def utimens(self, ctx: Context, path: str, atime_ns: TimeArg, mtime_ns: TimeArg, *,
+                follow: bool = True) -> None:
+        """``utimensat``: each time in ns, :data:`UTIME_NOW` or None (``UTIME_OMIT``)."""
+        loc = self.lookup(ctx, path, follow=follow)
+        self.set_times(ctx, loc.inode, atime_ns, mtime_ns, path, readonly=loc.mount.readonly)
+
+    def set_times(self, ctx: Context, inode: Inode, atime_ns: TimeArg, mtime_ns: TimeArg,
+                  path: str | None = None, *, readonly: bool = False) -> None:
+        """Set the times of ``inode`` as ``utimensat`` does, with Linux's checks: both omitted
+        changes nothing; both "now" needs ownership or write permission; any explicit time
+        needs ownership (root passes)."""
+        if atime_ns is None and mtime_ns is None:
+            return
+        if readonly:
+            raise err(errno.EROFS, path)
+        if ctx.uid not in (0, inode.uid):
+            touch = atime_ns is UTIME_NOW and mtime_ns is UTIME_NOW
+            if not touch:
+                raise err(errno.EPERM, path)
+            self._require(ctx, inode, W_OK, path)
+        now = time_ns() if UTIME_NOW in (atime_ns, mtime_ns) else 0
+        inode.utimens(now if atime_ns is UTIME_NOW else atime_ns,  # type: ignore[arg-type]
+                      now if mtime_ns is UTIME_NOW else mtime_ns)  # type: ignore[arg-type]
 
     def readlink(self, ctx: Context, path: str) -> str:
         loc = self.lookup(ctx, path, follow=False)
