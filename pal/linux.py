@@ -305,6 +305,11 @@ def host_mkfifo(path: str, mode: int) -> None:
     os.mkfifo(path, mode)
 
 
+def host_mknod(path: str, mode: int) -> None:
+    """``mknod(2)`` of a FIFO or a socket (``mode`` with its type bits)."""
+    os.mknod(path, mode)
+
+
 def host_chmod(target: str | int, mode: int) -> None:
     """``chmod(2)`` of a path (following symlinks: Linux can't chmod a symlink), or ``fchmod(2)``
     of a descriptor."""

@@ -268,3 +268,71 @@ def test_supplementary_groups_are_the_callers(view: View) -> None:
         results[side] = got
     assert results["kernel"] == ["ok", "13"]
     assert results["mount"] == results["kernel"]
+
+
+# ---------------------------------------------------------------------- 3. FIFOs, sockets, devices
+
+
+def _special_files(folder: Path) -> dict[str, object]:
+    """Make a FIFO and bind an AF_UNIX socket in ``folder``; talk through both; try a device."""
+    import socket
+    import stat as st
+    import threading
+
+    out: dict[str, object] = {}
+    fifo = folder / "fifo"
+    os.mkfifo(fifo, 0o640)
+    out["fifo mode"] = oct(os.lstat(fifo).st_mode)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    fifo.write_bytes(b"through the fifo")
+    reader.join(10)
+    out["fifo data"] = got[0].decode()
+    sock_path = str(folder / "sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    out["socket mode"] = st.S_IFMT(os.lstat(sock_path).st_mode) == st.S_IFSOCK
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(sock_path)
+    conn, _ = server.accept()
+    client.sendall(b"through the socket")
+    out["socket data"] = conn.recv(100).decode()
+    for s in (conn, client, server):
+        s.close()
+    try:
+        os.open(sock_path, os.O_RDONLY)
+        out["open socket"] = "ok"
+    except OSError as exc:
+        out["open socket"] = exc.errno
+    os.unlink(sock_path)
+    out["after unlink"] = sorted(os.listdir(folder))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["chroot", "tmpfs"])
+def test_fifos_and_unix_sockets(view: View, kind: str) -> None:
+    """mkfifo and bind() of an AF_UNIX socket work in the view as on the kernel (both ends talk)."""
+    mount, kernel = _special_files(view.dir(kind)), _special_files(view.scratch)
+    assert kernel["socket data"] == "through the socket"
+    assert mount == kernel
+    if kind == "chroot":
+        assert os.path.exists(view.host / "fifo")
+
+
+@pytest.mark.parametrize("kind", ["chroot", "tmpfs", "encrypted"])
+def test_device_nodes_are_refused(view: View, kind: str) -> None:
+    """Device nodes are never made in a view (Gramine's rule; docs/vfs-differences.md), even by
+    root; encrypted mounts hold files and folders only, so FIFOs and sockets are refused there."""
+    import socket
+    import stat as st
+
+    with pytest.raises(PermissionError):
+        os.mknod(view.dir(kind) / "null", 0o666 | st.S_IFCHR, os.makedev(1, 3))
+    os.mknod(view.scratch / "null", 0o666 | st.S_IFCHR, os.makedev(1, 3))  # the kernel makes it
+    if kind == "encrypted":
+        with pytest.raises(PermissionError):
+            os.mkfifo(view.dir(kind) / "fifo")
+        with socket.socket(socket.AF_UNIX) as s, pytest.raises(PermissionError):
+            s.bind(str(view.dir(kind) / "sock"))

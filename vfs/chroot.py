@@ -478,9 +478,9 @@ class HostInode(Inode):
     def mknod(self, name: str, mode: int, uid: int, gid: int) -> Inode:
         path = self._child_path(name)
         self.fs.check_writable(path)
-        if not st.S_ISFIFO(mode):
-            raise err(errno.EPERM, path)
-        pal.host_mkfifo(path, mode & 0o7777)
+        if not (st.S_ISFIFO(mode) or st.S_ISSOCK(mode)):
+            raise err(errno.EPERM, path)  # device nodes are not made on the host (Gramine's rule)
+        pal.host_mknod(path, st.S_IFMT(mode) | (mode & 0o7777))
         return self._made(path, mode, uid, gid)
 
     def link(self, name: str, inode: Inode) -> None:

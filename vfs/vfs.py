@@ -396,14 +396,16 @@ class VFS:
         parent.inode.mkdir(name, perm, ctx.uid, self._new_gid(ctx, parent))
 
     def mknod(self, ctx: Context, path: str, mode: int) -> None:
-        """Create a FIFO (``mode`` with S_IFIFO) or a regular file (S_IFREG or no type)."""
+        """Create a FIFO (``mode`` with S_IFIFO), a socket's name (S_IFSOCK: what ``bind()`` of an
+        AF_UNIX socket makes) or a regular file (S_IFREG or no type). Device nodes give EPERM
+        (Gramine's rule: no mount type holds them)."""
         parent, name, trailing = self.lookup_parent(ctx, path)
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
         if trailing:
             raise err(errno.ENOENT, path)
         kind = st.S_IFMT(mode) or st.S_IFREG
-        if kind not in (st.S_IFREG, st.S_IFIFO):
+        if kind not in (st.S_IFREG, st.S_IFIFO, st.S_IFSOCK):
             raise err(errno.EPERM, path)
         target = self._absent_root(parent, name)
         if target is not None:
@@ -624,6 +626,8 @@ class VFS:
             raise err(errno.EROFS, path)
         if inode.is_fifo:
             return self._open_fifo(loc, flags)
+        if st.S_ISSOCK(inode.mode):
+            raise err(errno.ENXIO, path)  # a socket is reached by connect(), never opened
         handle = inode.open(flags)
         try:
             if flags & os.O_TRUNC and inode.is_reg and handle.size():
