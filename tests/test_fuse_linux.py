@@ -336,3 +336,41 @@ def test_device_nodes_are_refused(view: View, kind: str) -> None:
             os.mkfifo(view.dir(kind) / "fifo")
         with socket.socket(socket.AF_UNIX) as s, pytest.raises(PermissionError):
             s.bind(str(view.dir(kind) / "sock"))
+
+
+# ---------------------------------------------------------------------- 4. operations on a symlink itself
+
+
+def _symlink_ops(folder: Path) -> dict[str, object]:
+    target, link, dangling = folder / "target", folder / "link", folder / "dangling"
+    target.write_bytes(b"t")
+    os.utime(target, ns=(10**18, 10**18))
+    link.symlink_to("target")
+    dangling.symlink_to("nowhere")
+    out: dict[str, object] = {}
+    for name in ("link", "dangling"):
+        try:
+            os.chown(folder / name, NOBODY, NOBODY, follow_symlinks=False)  # chown -h
+            out[f"lchown {name}"] = "ok"
+        except OSError as exc:
+            out[f"lchown {name}"] = exc.errno
+        try:
+            os.utime(folder / name, ns=(5 * 10**17, 6 * 10**17), follow_symlinks=False)
+            out[f"lutimes {name}"] = "ok"
+        except OSError as exc:
+            out[f"lutimes {name}"] = exc.errno
+        s = os.lstat(folder / name)
+        out[f"{name} ids and times"] = [s.st_uid, s.st_gid, s.st_atime_ns, s.st_mtime_ns]
+    s = os.stat(target)
+    out["target ids and times"] = [s.st_uid, s.st_gid, s.st_atime_ns, s.st_mtime_ns]
+    return out
+
+
+@pytest.mark.parametrize("kind", ["chroot", "tmpfs"])
+def test_lchown_and_lutimes_act_on_the_link(view: View, kind: str) -> None:
+    """``chown -h`` and ``utimensat(AT_SYMLINK_NOFOLLOW)`` change the link, never its target, and
+    work on a dangling link, as on the kernel."""
+    mount, kernel = _symlink_ops(view.dir(kind)), _symlink_ops(view.scratch)
+    assert kernel["target ids and times"] == [0, 0, 10**18, 10**18]
+    assert kernel["lchown dangling"] == "ok"
+    assert mount == kernel

@@ -340,6 +340,9 @@ class FuseBridge:
             return hidden
         raise err(errno.EBADF)
 
+    # chmod, chown and utimens name the object itself: the kernel has followed what it had to
+    # follow, so a symlink here is the link (lchown, utimensat with AT_SYMLINK_NOFOLLOW)
+
     def _path_or_handle(self, path: str | None) -> str | None:
         """``path``, or None when the call is on an open file: path-less, or on a hidden name
         (then :meth:`_handle_file` finds an open handle of it)."""
@@ -358,10 +361,9 @@ class FuseBridge:
         if path is None:
             inode = self._handle_file().inode
         else:
-            loc = self.vfs.lookup(ctx, path)
-            inode = loc.inode
+            inode = self.vfs.lookup(ctx, path, follow=False).inode
             if not _only_clears_setid(inode.mode, mode):
-                self.vfs.chmod(ctx, path, mode)
+                self.vfs.chmod(ctx, path, mode, follow=False)
                 return 0
         if not _only_clears_setid(inode.mode, mode):
             mode = self.vfs.chmod_mode(ctx, inode, mode)
@@ -378,7 +380,7 @@ class FuseBridge:
             self.vfs.check_chown(self.ctx, inode, uid, gid)
             inode.chown(uid, gid)
         else:
-            self.vfs.chown(self.ctx, path, uid, gid)
+            self.vfs.chown(self.ctx, path, uid, gid, follow=False)
         return 0
 
     def utimens(self, path: str | None, times: tuple[TimeArg, TimeArg] | None = None) -> int:
@@ -390,7 +392,7 @@ class FuseBridge:
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
                 self.vfs.set_times(self.ctx, self._handle_file().inode, atime, mtime)
         else:
-            self.vfs.utimens(self.ctx, path, atime, mtime)
+            self.vfs.utimens(self.ctx, path, atime, mtime, follow=False)
         return 0
 
     def statfs(self, path: str) -> dict[str, int]:
