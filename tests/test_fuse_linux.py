@@ -374,3 +374,101 @@ def test_lchown_and_lutimes_act_on_the_link(view: View, kind: str) -> None:
     assert kernel["target ids and times"] == [0, 0, 10**18, 10**18]
     assert kernel["lchown dangling"] == "ok"
     assert mount == kernel
+
+
+# ---------------------------------------------------------------------- 5. times
+
+OLD_A, OLD_M = 10**18, 11 * 10**17  # 2001 and 2004: far from "now"
+
+
+def _touch_one_time(folder: Path) -> dict[str, list[bool]]:
+    """``touch -m`` and ``touch -a`` (utimensat with one UTIME_NOW and one UTIME_OMIT)."""
+    out = {}
+    for flag in ("-m", "-a"):
+        path = folder / f"touched{flag}"
+        path.write_bytes(b"x")
+        os.utime(path, ns=(OLD_A, OLD_M))
+        before = time_now_ns()
+        run(["touch", flag, path], check=True)
+        s = os.stat(path)
+        out[flag] = [s.st_atime_ns == OLD_A, s.st_atime_ns >= before, s.st_mtime_ns == OLD_M,
+                     s.st_mtime_ns >= before]
+    return out
+
+
+def time_now_ns() -> int:
+    import time
+
+    return time.time_ns() - 10**9  # host clocks of the kernel's timestamps are coarse
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_touch_m_and_a_leave_the_other_time(view: View, kind: str) -> None:
+    """UTIME_OMIT keeps a time and UTIME_NOW is now (they were taken as times: 1970)."""
+    mount, kernel = _touch_one_time(view.dir(kind)), _touch_one_time(view.scratch)
+    assert kernel == {"-m": [True, False, False, True], "-a": [False, True, True, False]}
+    assert mount == kernel
+
+
+@pytest.mark.parametrize("kind", ["chroot", "encrypted"])
+def test_opening_a_file_keeps_its_set_atime(view: View, kind: str) -> None:
+    """An atime set with utimensat stays when the file is opened and closed (the daemon reads an
+    encrypted file's header at open: it reads with O_NOATIME, as it does every host file)."""
+    host_folder = view.host if kind == "chroot" else view.enc
+    results = {}
+    for side, folder in (("mount", view.dir(kind)), ("kernel", view.scratch)):
+        path = folder / "kept.bin"
+        path.write_bytes(os.urandom(10000))
+        os.utime(path, ns=(OLD_A, OLD_M))
+        os.close(os.open(path, os.O_RDONLY))
+        results[side] = os.stat(path).st_atime_ns
+    assert results == {"mount": OLD_A, "kernel": OLD_A}
+    assert os.stat(host_folder / "kept.bin").st_atime_ns == OLD_A
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_ftruncate_of_an_open_file_sets_mtime_at_once(view: View, kind: str) -> None:
+    """ftruncate (here growing the file: shrinking flushed already) changes mtime and ctime
+    before the file is closed (on the host too)."""
+    for side, folder in (("mount", view.dir(kind)), ("kernel", view.scratch)):
+        fd = os.open(folder / "cut.bin", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"y" * 10000)
+            os.fsync(fd)
+            os.utime(fd, ns=(OLD_A, OLD_M))
+            before = time_now_ns()
+            os.ftruncate(fd, 50000)
+            s = os.fstat(fd)
+            assert (s.st_size, s.st_atime_ns) == (50000, OLD_A), side
+            assert s.st_mtime_ns >= before and s.st_ctime_ns >= before, side
+            if side == "mount" and kind != "tmpfs":
+                host = os.stat((view.host if kind == "chroot" else view.enc) / "cut.bin")
+                assert host.st_mtime_ns >= before, "the host file's mtime waits for a flush"
+        finally:
+            os.close(fd)
+
+
+def test_ftruncate_of_an_open_encrypted_file_in_the_vfs(tmp_path: Path) -> None:
+    """The same in the VFS itself (what the LibOS and the runner use): the host file's mtime and
+    ctime, which are the file's, change at ftruncate, not at the next flush."""
+    from vfs.encrypted import EncryptedFs, KeyStore
+    from vfs.tmpfs import TmpFs
+    from vfs.vfs import VFS
+
+    (tmp_path / "enc").mkdir()
+    vfs = VFS()
+    vfs.mounts.mount("/", TmpFs())
+    vfs.mkdir(vfs.context("/"), "/secret")
+    vfs.mounts.mount("/secret", EncryptedFs(str(tmp_path / "enc"), keys=KeyStore({"default": bytes(16)})))
+    ctx = vfs.context("/")
+    file = vfs.open(ctx, "/secret/f", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        file.write(b"z" * 10000)
+        file.fsync()
+        vfs.utimens(ctx, "/secret/f", OLD_A, OLD_M)
+        before = time_now_ns()
+        file.truncate(50000)  # growing: the protected file keeps it in memory until a flush
+        s = file.stat()
+        assert s.st_size == 50000 and s.st_mtime_ns >= before and s.st_ctime_ns >= before
+    finally:
+        file.decref()

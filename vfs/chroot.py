@@ -62,6 +62,20 @@ def _norm_host(path: str) -> str:
     return norm + "/" if is_dir and norm != "/" else norm
 
 
+O_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def host_open_noatime(path: str, flags: int) -> int:
+    """``pal.host_open`` with O_NOATIME where the host permits it (the file's owner, or root):
+    the daemon's own reads (headers, hashes, pages) never move an atime a program has set."""
+    if O_NOATIME:
+        try:
+            return pal.host_open(path, flags | O_NOATIME)
+        except PermissionError:
+            pass  # not the owner: an ordinary open (which may still be refused)
+    return pal.host_open(path, flags)
+
+
 def _join(parent: str, name: str) -> str:
     return parent + name if parent.endswith("/") else parent + "/" + name
 
@@ -385,7 +399,7 @@ class HostInode(Inode):
         it (unlinked, or replaced by another object), through a descriptor still open on it
         (``/proc/self/fd/N``, as Linux lets a process reopen a removed file)."""
         try:
-            fd: int | None = pal.host_open(self.path, mode | os.O_NOFOLLOW)
+            fd: int | None = host_open_noatime(self.path, mode | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
             fd = None
         if fd is not None:
@@ -401,7 +415,7 @@ class HostInode(Inode):
         if held is None:
             # the host path now names another object, or nothing
             raise err(errno.ESTALE if fd is not None else errno.ENOENT, self.path)
-        return pal.host_open(f"/proc/self/fd/{held}", mode)
+        return host_open_noatime(f"/proc/self/fd/{held}", mode)
 
     def truncate(self, size: int) -> None:
         self.fs.check_writable(self.path)

@@ -384,15 +384,17 @@ class FuseBridge:
         return 0
 
     def utimens(self, path: str | None, times: tuple[TimeArg, TimeArg] | None = None) -> int:
-        """``utimensat``: each time in ns, ``UTIME_NOW`` or None (omitted); no times: both now."""
+        """``utimensat``: each time in ns, ``UTIME_NOW`` or None (omitted); no times: both now.
+        The kernel sends "mtime now" after an ``ftruncate`` by a writer too: times that are
+        only "now" need ownership or write permission (``now_is_touch``)."""
         self._check_write()
         atime, mtime = (UTIME_NOW, UTIME_NOW) if times is None else times
         path = self._path_or_handle(path)
         if path is None:
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
-                self.vfs.set_times(self.ctx, self._handle_file().inode, atime, mtime)
+                self.vfs.set_times(self.ctx, self._handle_file().inode, atime, mtime, now_is_touch=True)
         else:
-            self.vfs.utimens(self.ctx, path, atime, mtime, follow=False)
+            self.vfs.utimens(self.ctx, path, atime, mtime, follow=False, now_is_touch=True)
         return 0
 
     def statfs(self, path: str) -> dict[str, int]:

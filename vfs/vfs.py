@@ -303,22 +303,28 @@ class VFS:
             raise err(errno.EPERM, path)
 
     def utimens(self, ctx: Context, path: str, atime_ns: TimeArg, mtime_ns: TimeArg, *,
-                follow: bool = True) -> None:
-        """``utimensat``: each time in ns, :data:`UTIME_NOW` or None (``UTIME_OMIT``)."""
+                follow: bool = True, now_is_touch: bool = False) -> None:
+        """``utimensat``: each time in ns, :data:`UTIME_NOW` or None (``UTIME_OMIT``); see
+        :meth:`set_times`."""
         loc = self.lookup(ctx, path, follow=follow)
-        self.set_times(ctx, loc.inode, atime_ns, mtime_ns, path, readonly=loc.mount.readonly)
+        self.set_times(ctx, loc.inode, atime_ns, mtime_ns, path, readonly=loc.mount.readonly,
+                       now_is_touch=now_is_touch)
 
     def set_times(self, ctx: Context, inode: Inode, atime_ns: TimeArg, mtime_ns: TimeArg,
-                  path: str | None = None, *, readonly: bool = False) -> None:
+                  path: str | None = None, *, readonly: bool = False, now_is_touch: bool = False) -> None:
         """Set the times of ``inode`` as ``utimensat`` does, with Linux's checks: both omitted
         changes nothing; both "now" needs ownership or write permission; any explicit time
-        needs ownership (root passes)."""
+        needs ownership (root passes). ``now_is_touch``: one "now" and one omitted time count
+        as a touch too (what the kernel asks of a FUSE file system after ``ftruncate``)."""
         if atime_ns is None and mtime_ns is None:
             return
         if readonly:
             raise err(errno.EROFS, path)
         if ctx.uid not in (0, inode.uid):
-            touch = atime_ns is UTIME_NOW and mtime_ns is UTIME_NOW
+            if now_is_touch:
+                touch = all(t is UTIME_NOW or t is None for t in (atime_ns, mtime_ns))
+            else:
+                touch = atime_ns is UTIME_NOW and mtime_ns is UTIME_NOW
             if not touch:
                 raise err(errno.EPERM, path)
             self._require(ctx, inode, W_OK, path)
