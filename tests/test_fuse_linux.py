@@ -472,3 +472,62 @@ def test_ftruncate_of_an_open_encrypted_file_in_the_vfs(tmp_path: Path) -> None:
         assert s.st_size == 50000 and s.st_mtime_ns >= before and s.st_ctime_ns >= before
     finally:
         file.decref()
+
+
+# ---------------------------------------------------------------------- 6. set-id bits and writes
+
+WRITE_AS_NOBODY = r'''
+import os, sys
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_WRONLY)
+    os.write(fd, b"written by another user")
+    os.close(fd)
+'''
+
+
+def _setid_after_writes(folder: Path) -> dict[str, str]:
+    """Modes after writes: by uid 65534 to root's 6777 file and to its own 6755 file (both lose
+    the bits: it lacks CAP_FSETID), and by root (keeps them)."""
+    others, own, roots = folder / "others", folder / "own", folder / "roots-own"
+    for path in (others, own, roots):
+        path.write_bytes(b"")
+    os.chmod(others, 0o6777)
+    os.chown(own, NOBODY, NOBODY)
+    os.chmod(own, 0o6755)
+    os.chmod(roots, 0o6755)
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    proc = subprocess.run([SETPRIV, "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups",
+                           python, "-I", "-c", WRITE_AS_NOBODY, str(others), str(own)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    with open(roots, "r+b") as f:
+        f.write(b"written by root")
+    return {p.name: oct(os.stat(p).st_mode & 0o7777) for p in (others, own, roots)}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_write_without_fsetid_clears_setid_bits(view: View, kind: str) -> None:
+    """A write by a process without CAP_FSETID clears S_ISUID and S_ISGID, as on Linux."""
+    require(SETPRIV is not None, "setpriv (util-linux) is not installed")
+    mount, kernel = _setid_after_writes(view.dir(kind)), _setid_after_writes(view.scratch)
+    assert kernel == {"others": "0o777", "own": "0o755", "roots-own": "0o6755"}
+    assert mount == kernel
+
+
+def test_write_clears_setid_bits_in_the_vfs(tmp_path: Path) -> None:
+    """The VFS itself (the LibOS, the runner): a write through a description opened by an
+    unprivileged user clears the set-id bits; root's keeps them."""
+    from vfs.tmpfs import TmpFs
+    from vfs.vfs import VFS
+
+    vfs = VFS()
+    vfs.mounts.mount("/", TmpFs())
+    root = vfs.context("/")
+    user = vfs.context("/", uid=1000, gid=1000)
+    for name, ctx, want in (("a", user, 0o777), ("b", root, 0o6777)):
+        vfs.open(root, f"/{name}", os.O_WRONLY | os.O_CREAT, 0o777).decref()
+        vfs.chmod(root, f"/{name}", 0o6777)
+        file = vfs.open(ctx, f"/{name}", os.O_WRONLY)
+        file.write(b"x")
+        file.decref()
+        assert vfs.stat(root, f"/{name}").st_mode & 0o7777 == want, name

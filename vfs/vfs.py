@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pal import time_ns
 
-from .file import O_ACCMODE, O_PATH, OpenFile, dirent_type
+from .file import O_ACCMODE, O_PATH, OpenFile, dirent_type, kill_setid
 from .mount import Mount, MountTable
 from .node import NAME_MAX, PATH_MAX, UTIME_NOW, Inode, Stat, TimeArg, err
 
@@ -291,6 +291,8 @@ class VFS:
         loc = self.lookup(ctx, path, follow=follow)
         self._writable_mount(loc, path)
         self.check_chown(ctx, loc.inode, uid, gid, path)
+        if loc.inode.is_reg:
+            kill_setid(loc.inode)  # Linux: whoever chowns, root included, even to -1/-1
         loc.inode.chown(uid, gid)
 
     def check_chown(self, ctx: Context, inode: Inode, uid: int, gid: int, path: str | None = None) -> None:
@@ -349,6 +351,8 @@ class VFS:
             raise err(errno.EINVAL, path)
         self._writable_mount(loc, path)
         self._require(ctx, loc.inode, W_OK, path)
+        if ctx.uid != 0:
+            kill_setid(loc.inode)
         with loc.inode.lock:
             loc.inode.truncate(size)
         loc.inode.touch(mtime=True, ctime=True)
@@ -635,8 +639,11 @@ class VFS:
         if st.S_ISSOCK(inode.mode):
             raise err(errno.ENXIO, path)  # a socket is reached by connect(), never opened
         handle = inode.open(flags)
+        kills_setid = ctx.uid != 0
         try:
             if flags & os.O_TRUNC and inode.is_reg and handle.size():
+                if kills_setid:
+                    kill_setid(inode)
                 with inode.lock:
                     # a read-only handle can't truncate (host descriptors): the inode can
                     (inode.truncate if acc in (os.O_RDONLY, O_ACCMODE) else handle.truncate)(0)
@@ -644,7 +651,9 @@ class VFS:
         except BaseException:
             handle.close()
             raise
-        return OpenFile(loc, flags, handle)
+        file = OpenFile(loc, flags, handle)
+        file.kills_setid = kills_setid
+        return file
 
     def _open_fifo(self, loc: Location, flags: int) -> OpenFile:
         pipe = self.fifo_pipe(loc.inode)
