@@ -531,3 +531,52 @@ def test_write_clears_setid_bits_in_the_vfs(tmp_path: Path) -> None:
         file.write(b"x")
         file.decref()
         assert vfs.stat(root, f"/{name}").st_mode & 0o7777 == want, name
+
+
+# ---------------------------------------------------------------------- 7. PATH_MAX
+
+LONG_PATHS = r'''
+import errno, json, os
+names = ["d" * 200 + str(i) for i in range(19)]  # 19 folders of 201 bytes: 3,838 bytes with slashes
+out = {}
+
+def do(what, fn, *args):
+    try:
+        r = fn(*args)
+        out[what] = "ok" if r is None else r
+    except OSError as exc:
+        out[what] = errno.errorcode[exc.errno]
+
+folder = "/".join(names)
+do("makedirs", os.makedirs, folder)
+tail = 4095 - len(folder) - 1
+path = folder + "/" + "f" * tail  # 4,095 bytes, relative to the cwd
+do("length", len, path.encode())
+do("create", lambda: os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)))
+do("write", lambda: open(path, "w").write("long"))
+do("stat", lambda: os.stat(path).st_size)
+do("rename", os.rename, path, path[:-1] + "g")
+do("read", lambda: open(path[:-1] + "g").read())
+do("listdir", lambda: os.listdir(folder))
+do("one byte more", lambda: os.close(os.open(path + "h", os.O_CREAT | os.O_WRONLY, 0o644)))
+do("unlink", os.unlink, path[:-1] + "g")
+os.chdir(folder)  # and from deep inside: a short relative path, a long path from the mount's root
+do("deep create", lambda: os.close(os.open("x", os.O_CREAT | os.O_WRONLY, 0o644)))
+do("deep stat", lambda: os.stat("x").st_size)
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.parametrize("kind", ["chroot", "tmpfs"])
+def test_paths_near_path_max_relative_to_the_cwd(view: View, kind: str) -> None:
+    """A 4,095-byte path relative to the caller's cwd works in the view as on the kernel (Linux
+    limits the path a program passes, not the path joined with the mount point): 4,096 bytes
+    gives ENAMETOOLONG on both."""
+    results = {}
+    for side, folder in (("mount", view.dir(kind)), ("kernel", view.scratch)):
+        proc = subprocess.run([sys.executable, "-I", "-c", LONG_PATHS], cwd=folder, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        results[side] = json.loads(proc.stdout)
+    assert results["kernel"]["create"] == "ok" and results["kernel"]["one byte more"] == "ENAMETOOLONG"
+    assert results["mount"] == results["kernel"]

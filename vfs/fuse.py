@@ -141,7 +141,7 @@ class FuseBridge:
         self.vfs = vfs
         self.direct_io = direct_io  # every file, not only generated ones (see needs_direct_io)
         self.keep_cache = keep_cache and not direct_io
-        self.root_ctx = vfs.context("/", umask=0)
+        self.root_ctx = vfs.context("/", umask=0, limit_paths=False)
         self.writable = writable
         self.writeback = writeback_cache and writable
         self.attr_timeout = attr_timeout
@@ -271,7 +271,8 @@ class FuseBridge:
         if uid == 0 and gid == 0:
             return self.root_ctx
         root = self.root_ctx.root
-        return Context(root=root, cwd=root, uid=uid, gid=gid, groups=caller_groups(pid) if uid else (), umask=0)
+        return Context(root=root, cwd=root, uid=uid, gid=gid, groups=caller_groups(pid) if uid else (), umask=0,
+                       limit_paths=False)
 
     def _check_write(self) -> None:
         if not self.writable:

@@ -54,6 +54,9 @@ class Context:
     gid: int = 0
     groups: tuple[int, ...] = ()
     umask: int = 0o022
+    # paths are the caller's (limited to PATH_MAX as Linux's); False for paths the FUSE bridge
+    # is given, which join the caller's relative path to its cwd (the kernel limited the former)
+    limit_paths: bool = True
 
 
 @dataclass
@@ -125,14 +128,14 @@ class VFS:
 
     # ================================================================== path walk
 
-    def _check_name(self, path: str) -> None:
+    def _check_name(self, ctx: Context, path: str) -> None:
         if not isinstance(path, str):
             raise TypeError("path must be str")
         if "\0" in path:
             raise ValueError("embedded null byte")
         if path == "":
             raise err(errno.ENOENT, path)
-        if len(path.encode(errors="surrogateescape")) >= PATH_MAX:
+        if ctx.limit_paths and len(path.encode(errors="surrogateescape")) >= PATH_MAX:
             raise err(errno.ENAMETOOLONG, path)
 
     def _child(self, ctx: Context, cur: Location, name: str, path: str) -> Location:
@@ -202,7 +205,7 @@ class VFS:
 
     def lookup(self, ctx: Context, path: str, *, follow: bool = True) -> Location:
         """Resolve ``path`` completely (``follow``: also a final symlink)."""
-        self._check_name(path)
+        self._check_name(ctx, path)
         names = _split(path)
         trailing = path.endswith("/")
         walk = self._start(ctx, path)
@@ -217,7 +220,7 @@ class VFS:
 
     def lookup_parent(self, ctx: Context, path: str) -> tuple[Location, str, bool]:
         """Resolve every component but the last: (parent directory, last name, trailing slash)."""
-        self._check_name(path)
+        self._check_name(ctx, path)
         names = _split(path)
         walk = self._start(ctx, path)
         if not names:
@@ -436,6 +439,8 @@ class VFS:
     def symlink(self, ctx: Context, target: str, path: str) -> None:
         if target == "":
             raise err(errno.ENOENT, path)
+        if len(target.encode(errors="surrogateescape")) >= PATH_MAX:
+            raise err(errno.ENAMETOOLONG, path)
         parent, name, trailing = self.lookup_parent(ctx, path)
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
