@@ -580,3 +580,54 @@ def test_paths_near_path_max_relative_to_the_cwd(view: View, kind: str) -> None:
         results[side] = json.loads(proc.stdout)
     assert results["kernel"]["create"] == "ok" and results["kernel"]["one byte more"] == "ENAMETOOLONG"
     assert results["mount"] == results["kernel"]
+
+
+# ---------------------------------------------------------------------- 8. hard links
+
+
+def _hard_link_views(folder: Path) -> list[object]:
+    """What the other name of a hard-linked file shows after changes made through the first."""
+    a, b = folder / "a", folder / "b"
+    a.write_bytes(b"1" * 100)
+    os.link(a, b)
+    seen: list[object] = []
+    fd_b = os.open(b, os.O_RDONLY)
+    try:
+        seen.append([os.stat(b).st_size, os.fstat(fd_b).st_size, os.stat(b).st_nlink])  # cached now
+        with open(a, "ab") as f:
+            f.write(b"2" * 5000)
+        seen.append([os.stat(b).st_size, os.fstat(fd_b).st_size, os.pread(fd_b, 10, 5090)])
+        os.truncate(a, 50)
+        seen.append([os.stat(b).st_size, os.fstat(fd_b).st_size])
+        os.chmod(a, 0o600)
+        seen.append(oct(os.stat(b).st_mode))
+        os.link(a, folder / "c")
+        seen.append(os.stat(b).st_nlink)
+        os.unlink(a)
+        seen.append([os.stat(b).st_nlink, os.fstat(fd_b).st_nlink])
+    finally:
+        os.close(fd_b)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["chroot", "tmpfs"])
+def test_hard_links_other_names_are_current(view: View, kind: str) -> None:
+    """After a write, truncate, chmod, link or unlink through one name, ``stat`` of the other name
+    and ``fstat`` of a descriptor opened by it show the change at once (they showed the old size
+    for the attribute timeout)."""
+    mount, kernel = _hard_link_views(view.dir(kind)), _hard_link_views(view.scratch)
+    assert kernel[1] == [5100, 5100, b"2" * 10]
+    assert mount == kernel
+
+
+@pytest.mark.parametrize("kind", ["chroot", "tmpfs"])
+def test_link_count_of_the_source_name_is_current(view: View, kind: str) -> None:
+    """After ``ln a b``, ``stat a`` shows two links at once (the kernel takes b for another
+    file: libfuse's nodes are paths)."""
+    results = {}
+    for side, folder in (("mount", view.dir(kind)), ("kernel", view.scratch)):
+        (folder / "src").write_bytes(b"s")
+        first = os.stat(folder / "src").st_nlink  # cached by the kernel now
+        os.link(folder / "src", folder / "dst")
+        results[side] = [first, os.stat(folder / "src").st_nlink, os.stat(folder / "dst").st_nlink]
+    assert results == {"mount": [1, 2, 2], "kernel": [1, 2, 2]}

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .file import OpenFile
+from .fuse_links import LinkNames
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
 from .node import UTIME_NOW, Stat, TimeArg, err
@@ -157,6 +158,7 @@ class FuseBridge:
         self.caller: Callable[[], tuple[int, int, int]] | None = None
         self.on_init: Callable[[], None] | None = None  # called once the session runs (set by serve)
         self.on_destroy: Callable[[], None] | None = None  # called when libfuse destroys it (set by serve)
+        self.links = LinkNames()  # other names of hard-linked files, invalidated when one changes
         self.failures: list[str] = []  # writes lost where no program may hear of it: write-back, last closes, unmount
         if not writable:
             # nothing to push at close: without a flush callback the kernel stops sending FLUSH
@@ -194,6 +196,7 @@ class FuseBridge:
         """Unmount: fsync and close every file still open (the kernel never releases them when
         the session ends on a signal) and sync the file systems. What fails is logged and kept in
         :attr:`failures`."""
+        self.links.stop()
         if self.on_destroy is not None:
             self.on_destroy()
         with self._lock:
@@ -302,7 +305,13 @@ class FuseBridge:
         hidden = self._hidden_file(path)
         if hidden is not None:
             return hidden.stat()
-        return self.vfs.stat(self.ctx, path, follow=False)
+        s = self.vfs.stat(self.ctx, path, follow=False)
+        self.links.seen((s.st_dev, s.st_ino), s.st_nlink, path)
+        return s
+
+    def _changed(self, inode: Any, path: str | None) -> None:
+        """``inode`` changed through ``path``: its other names' kernel caches are stale."""
+        self.links.changed((inode.fs.dev, inode.ino), path)
 
     # ------------------------------------------------------------------ unlinked open files
 
@@ -365,12 +374,14 @@ class FuseBridge:
             inode = self.vfs.lookup(ctx, path, follow=False).inode
             if not _only_clears_setid(inode.mode, mode):
                 self.vfs.chmod(ctx, path, mode, follow=False)
+                self._changed(inode, path)
                 return 0
         if not _only_clears_setid(inode.mode, mode):
             mode = self.vfs.chmod_mode(ctx, inode, mode)
         # the kernel has checked it: the owner's fchmod, or its own clearing of the set-id bits
         # after a write or chown by another user, which Linux does whoever writes
         inode.chmod(mode)
+        self._changed(inode, path)
         return 0
 
     def chown(self, path: str | None, uid: int, gid: int) -> int:
@@ -381,7 +392,9 @@ class FuseBridge:
             self.vfs.check_chown(self.ctx, inode, uid, gid)
             inode.chown(uid, gid)
         else:
+            inode = self.vfs.lookup(self.ctx, path, follow=False).inode
             self.vfs.chown(self.ctx, path, uid, gid, follow=False)
+        self._changed(inode, path)
         return 0
 
     def utimens(self, path: str | None, times: tuple[TimeArg, TimeArg] | None = None) -> int:
@@ -392,10 +405,14 @@ class FuseBridge:
         atime, mtime = (UTIME_NOW, UTIME_NOW) if times is None else times
         path = self._path_or_handle(path)
         if path is None:
+            inode = self._handle_file().inode
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
-                self.vfs.set_times(self.ctx, self._handle_file().inode, atime, mtime, now_is_touch=True)
+                self.vfs.set_times(self.ctx, inode, atime, mtime, now_is_touch=True)
         else:
-            self.vfs.utimens(self.ctx, path, atime, mtime, follow=False, now_is_touch=True)
+            loc = self.vfs.lookup(self.ctx, path, follow=False)
+            inode = loc.inode
+            self.vfs.set_times(self.ctx, inode, atime, mtime, path, readonly=loc.mount.readonly, now_is_touch=True)
+        self._changed(inode, path)
         return 0
 
     def statfs(self, path: str) -> dict[str, int]:
@@ -444,9 +461,11 @@ class FuseBridge:
         loc = self._dirs.get(fh)
         base = (loc.path if loc is not None else path or "/").rstrip("/")
         try:
-            return self.vfs.stat(self.ctx, f"{base}/{name}", follow=False)
+            s = self.vfs.stat(self.ctx, f"{base}/{name}", follow=False)
         except OSError:
             return None
+        self.links.seen((s.st_dev, s.st_ino), s.st_nlink, f"{base}/{name}")
+        return s
 
     def mkdir(self, path: str, mode: int) -> int:
         self._check_write()
@@ -468,7 +487,9 @@ class FuseBridge:
         name = self._hidden_name(path)
         if name is not None and self._hidden.pop(name, None) is not None:
             return 0  # the last close of a hidden file: it was unlinked already
+        inode = self.vfs.lookup(self.ctx, path, follow=False).inode
         self.vfs.unlink(self.ctx, path)
+        self._changed(inode, path)
         return 0
 
     def rename(self, old: str, new: str) -> int:
@@ -477,6 +498,7 @@ class FuseBridge:
             self._hide(old, self._hidden_name(new))  # type: ignore[arg-type]
         else:
             self.vfs.rename(self.ctx, old, new)
+            self.links.renamed(old, new)
         return 0
 
     def _is_hide_rename(self, old: str, new: str) -> bool:
@@ -510,6 +532,12 @@ class FuseBridge:
         """``ln source target``."""
         self._check_write()
         self.vfs.link(self.ctx, source, target)
+        inode = self.vfs.lookup(self.ctx, target, follow=False).inode
+        key = (inode.fs.dev, inode.ino)
+        # the kernel takes the new name for another file (libfuse's nodes are paths): it doesn't
+        # know that the source's link count changed
+        self.links.seen(key, 2, source)
+        self.links.changed(key, target)
         return 0
 
     # ------------------------------------------------------------------ files
@@ -546,7 +574,11 @@ class FuseBridge:
     def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
         file = self._file(fh)
         try:
-            return file.pwrite(data, offset)
+            n = file.pwrite(data, offset)
+            if file.inode.nlink > 1:  # see vfs.fuse_links: notified after the reply, waited for at close
+                self.links.changed((file.inode.fs.dev, file.inode.ino), file.path, wait=False)
+                file.links_changed = True  # type: ignore[attr-defined]
+            return n
         except OSError as exc:
             if self.writeback:  # the kernel's write-back: at best the program sees EIO at close
                 self._failed(f"writing {file.path} failed", exc)
@@ -556,18 +588,24 @@ class FuseBridge:
         self._check_write()
         hidden = self._hidden_file(path) if path is not None else None
         if fh is not None and fh in self._files:
-            self._files[fh].truncate(length)
+            file = self._files[fh]
+            file.truncate(length)
+            self._changed(file.inode, path or file.path)
         elif hidden is not None:
             hidden.truncate(length)
         elif path is None:
             raise err(errno.EBADF)
         else:
             self.vfs.truncate(self.ctx, path, length)
+            self._changed(self.vfs.lookup(self.ctx, path).inode, path)
         return 0
 
     def flush(self, path: str | None, fh: int) -> int:
         """``close()`` of a descriptor: push the file's changes to the host (no fsync)."""
         file = self._files.get(fh)
+        if file is not None and getattr(file, "links_changed", False):
+            file.links_changed = False  # type: ignore[attr-defined]
+            self._changed(file.inode, file.path)
         if file is not None and file.handle is not None and file.writable:
             try:
                 file.handle.flush()
@@ -646,6 +684,9 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         def exit_session() -> None:
             mfusepy._libfuse.fuse_exit(fuse_ptr)
 
+        invalidate = mfusepy._libfuse.fuse_invalidate_path
+        invalidate.argtypes, invalidate.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int
+        bridge.links.start(lambda path: invalidate(fuse_ptr, path.encode(errors="surrogateescape")))
         if stopper is not None and stopper.started(exit_session):
             exit_session()  # a stop signal came while mounting
         if ready is not None:
