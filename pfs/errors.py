@@ -28,6 +28,19 @@ class NotEncryptedError(PfsError):
     default_errno = _errno.EINVAL
 
 
+class PartialNodeError(NotEncryptedError):
+    """The file starts with an encrypted file's header but its size is not a whole number of
+    nodes: it was cut (or extended) in the middle of a node. Gramine calls this an invalid
+    header (``EINVAL``), so it stays a :class:`NotEncryptedError`; the message says what happened."""
+
+
+class InputChangedError(PfsError):
+    """The input changed size (or was rewritten) while it was being read, so the output would not
+    be a copy of any one version of it."""
+
+    default_errno = _errno.EIO
+
+
 class UnsupportedVersionError(PfsError):
     """The header carries a format major version this library cannot read."""
 

@@ -124,7 +124,8 @@ class Metadata:
 
 def encode_path(path: str | bytes, name: str) -> bytes:
     """The bytes stored in the path field for ``path``; raise PathTooLongError if it can't fit."""
-    raw = path.encode() if isinstance(path, str) else bytes(path)
+    # a file name that is not UTF-8 (os.fsdecode gives surrogates) is bound by its raw bytes
+    raw = path.encode("utf-8", "surrogateescape") if isinstance(path, str) else bytes(path)
     if len(raw) >= PATH_FIELD_SIZE:
         raise PathTooLongError(
             f"{name}: path to bind is {len(raw)} bytes, the format allows at most {PATH_FIELD_SIZE - 1}",

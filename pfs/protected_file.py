@@ -32,6 +32,7 @@ from .errors import (
     FileTooLargeError,
     NoSpaceError,
     NotEncryptedError,
+    PartialNodeError,
     PathMismatchError,
     PfsError,
     ReadOnlyError,
@@ -44,6 +45,7 @@ from .layout import (
     DATA_ENTRIES_PER_MHT,
     ENCRYPTED_PART_SIZE,
     ENTRY_SIZE,
+    FILE_ID,
     FLAG_UPDATE_PENDING,
     IV,
     KEY_SIZE,
@@ -158,6 +160,12 @@ class ProtectedFile:
         name = self.name
         disk_size = self._storage.size()
         if disk_size == 0 or disk_size % NODE_SIZE:
+            # past one whole node, a file that starts with the file id was cut (or extended)
+            if disk_size > NODE_SIZE and self._storage.read_at(0, len(FILE_ID)) == FILE_ID:
+                raise PartialNodeError(
+                    f"{name}: truncated or extended encrypted file: it starts with an encrypted file's "
+                    f"header, but its size {disk_size} is not a multiple of {NODE_SIZE} (it ends "
+                    f"{disk_size % NODE_SIZE} bytes into node {disk_size // NODE_SIZE})", path=name)
             raise self._not_encrypted(f"size {disk_size} is not a positive multiple of {NODE_SIZE}")
         node0 = self._storage.read_at(0, NODE_SIZE)
         header = parse_header(node0, name)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import mmap
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pal import HostFile, random_bytes
 
 from .crypto import decrypt_into, derive_metadata_key, new_nonce, open_sealed, seal
-from .errors import CorruptedNodeError, TruncatedFileError
+from .errors import CorruptedNodeError, InputChangedError, TruncatedFileError
 from .forkpool import ForkPool
 from .layout import (
     CHILD_ENTRIES_OFFSET,
@@ -179,7 +180,8 @@ def _read_plain(src: HostFile, m: int, size: int, buf: NodeBuffer) -> int:
     start, length, count = _group_span(m, size)
     got = src.readinto_at(start, buf.view[:length])
     if got != length:
-        raise OSError(5, f"{src.name}: file shrank while being encrypted")
+        raise InputChangedError(f"{src.name}: the file shrank while it was being encrypted; nothing was "
+                                "written: try again when nothing is writing to it", path=src.name)
     buf.view[length:count * NODE_SIZE] = bytes(count * NODE_SIZE - length)
     return length
 
@@ -366,16 +368,28 @@ class _MhtBuilder:
             parent_plain[off + KEY_SIZE:off + ENTRY_SIZE] = mac
 
 
+def _stamp(src: HostFile) -> tuple[int, int] | None:
+    """(size, modification time) of ``src`` where the storage has a descriptor."""
+    fd = getattr(src, "fd", None)
+    if fd is None:
+        return None
+    st = os.fstat(fd)
+    return st.st_size, st.st_mtime_ns
+
+
 def encrypt_stream(src: HostFile, dst: HostFile, key: bytes, bound_path: str, *, jobs: int = 1,
                    progress: Progress = None) -> int:
     """Encrypt all of ``src`` (plaintext) into ``dst`` (writable, empty); return the plaintext size.
 
     ``bound_path`` is embedded in the metadata node. ``jobs > 1`` uses that many worker
-    processes for the data nodes of large files.
+    processes for the data nodes of large files. ``src`` must not change meanwhile: a size or
+    modification time that differs at the end raises :class:`~pfs.errors.InputChangedError`
+    before the metadata node is written (``dst`` then holds no valid file).
     """
     if len(key) != KEY_SIZE:
         raise ValueError("key must be 16 bytes")
     meta = Metadata(path=encode_path(bound_path, dst.name))
+    stamp = _stamp(src)
     size = src.size()
     meta.size = size
     head = src.read_at(0, min(size, MD_USER_DATA_SIZE))
@@ -419,6 +433,11 @@ def encrypt_stream(src: HostFile, dst: HostFile, key: bytes, bound_path: str, *,
                 workers.close()
         builder.finish_all()
         meta.root_key, meta.root_mac = builder.root
+    if _stamp(src) != stamp or src.size() != size:
+        raise InputChangedError(
+            f"{src.name}: the file changed while it was being encrypted (size {size} at the start, "
+            f"{src.size()} at the end); the output would be neither version: try again when nothing is "
+            "writing to it", path=src.name)
     nonce = new_nonce()
     ciphertext, mac = seal(derive_metadata_key(key, nonce), meta.to_plaintext())
     dst.write_at(0, Header(MAJOR_VERSION, 0, nonce, mac, 0, ciphertext).to_node())

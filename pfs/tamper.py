@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -351,9 +353,8 @@ def _copy_prefix(src_fd: int, dst_fd: int, length: int) -> None:
         done += copied
 
 
-def _write_variant(source: HostFile, variant: Variant, target: str) -> None:
-    folder, base = os.path.split(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.pfs-tmp-", dir=folder or ".")
+def _write_variant(source: HostFile, variant: Variant, target: str, mode: int) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         _copy_prefix(source.fd, fd, min(variant.size, source.size()))
         os.ftruncate(fd, variant.size)
@@ -361,17 +362,59 @@ def _write_variant(source: HostFile, variant: Variant, target: str) -> None:
             data = data[:max(0, variant.size - offset)]
             if data:
                 os.pwrite(fd, data, offset)
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, mode)
         os.fsync(fd)
+    finally:
         os.close(fd)
-        fd = -1
-        os.replace(tmp, target)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _staging_folder(folder: str) -> str:
+    """A new hidden folder beside ``folder`` (inside it if the parent can't be written)."""
+    parent = os.path.dirname(folder.rstrip(os.sep)) or "."
+    with contextlib.suppress(OSError):  # a failure shows below, naming the folder
+        os.makedirs(parent, exist_ok=True)
+    prefix = f".{os.path.basename(folder.rstrip(os.sep)) or 'variants'}.pfs-tmp-"
+    try:
+        return tempfile.mkdtemp(prefix=prefix, dir=parent)
+    except OSError as exc:
+        if not os.path.isdir(folder):
+            raise PfsError(f"{parent}: can't create the variants' folder here: {exc.strerror}", path=parent,
+                           errno=exc.errno) from None
+        try:
+            return tempfile.mkdtemp(prefix=".pfs-tmp-", dir=folder)
+        except OSError as exc2:
+            raise PfsError(f"{folder}: can't write the variants here: {exc2.strerror}", path=folder,
+                           errno=exc2.errno) from None
+
+
+def _publish(staging: str, folder: str, names: list[str], overwrite: bool) -> None:
+    """Move the complete set of variants from ``staging`` into ``folder``."""
+    if not os.path.isdir(folder):
+        os.rename(staging, folder)  # the whole folder appears at once
+        return
+    moved: list[str] = []
+    try:
+        for name in names:
+            src, dst = os.path.join(staging, name), os.path.join(folder, name)
+            if overwrite:
+                os.replace(src, dst)
+            else:
+                os.link(src, dst)  # EEXIST if a file appeared meanwhile: never clobbered
+                os.unlink(src)
+            moved.append(dst)
     except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if not overwrite:
+            for dst in moved:
+                with contextlib.suppress(OSError):
+                    os.unlink(dst)
         raise
+    os.rmdir(staging)
 
 
 def make_tampered_variants(src_path: str | os.PathLike[str], key: bytes, out_dir: str | os.PathLike[str],
@@ -379,17 +422,18 @@ def make_tampered_variants(src_path: str | os.PathLike[str], key: bytes, out_dir
     """Write every applicable corrupted variant of ``src_path`` into ``out_dir``.
 
     ``src_path`` must be a valid encrypted file under ``key`` (else the typed error of
-    :meth:`ProtectedFile.open`). ``out_dir`` is created if missing. Each output file,
-    ``<basename>.<variant>``, is written to a temporary file in ``out_dir`` and renamed into
-    place. Without ``overwrite``, an existing output file raises ``PfsError`` (errno EEXIST)
-    before anything is written. Returns ``(file name, description)`` for each variant written.
+    :meth:`ProtectedFile.open`). ``out_dir`` is created if missing. The variants,
+    ``<basename>.<variant>``, are all written into a temporary folder beside ``out_dir``
+    and moved into place only when every one is complete: on any failure (or interruption)
+    nothing is left. Without ``overwrite``, an existing output file raises ``PfsError``
+    (errno EEXIST) before anything is written. Variants get the source's permission bits,
+    minus the umask. Returns ``(file name, description)`` for each variant written.
     """
     src_name = os.fspath(src_path)
     folder = os.fspath(out_dir)
     base = os.path.basename(src_name.rstrip("/"))
     with HostFile(src_name) as source:
         variants = plan_variants(source, key)
-        os.makedirs(folder, exist_ok=True)
         names = [f"{base}.{v.suffix}" for v in variants]
         if not overwrite:
             existing = [n for n in names if os.path.lexists(os.path.join(folder, n))]
@@ -397,8 +441,13 @@ def make_tampered_variants(src_path: str | os.PathLike[str], key: bytes, out_dir
                 raise PfsError(
                     f"{os.path.join(folder, existing[0])}: already exists ({len(existing)} of the "
                     f"{len(names)} output files do); not overwriting", path=folder, errno=_errno.EEXIST)
-        written = []
-        for name, variant in zip(names, variants, strict=True):
-            _write_variant(source, variant, os.path.join(folder, name))
-            written.append((name, variant.description))
-    return written
+        mode = stat.S_IMODE(os.fstat(source.fd).st_mode) & 0o666 & ~_umask()
+        staging = _staging_folder(folder)
+        try:
+            for name, variant in zip(names, variants, strict=True):
+                _write_variant(source, variant, os.path.join(staging, name), mode)
+            _publish(staging, folder, names, overwrite)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return [(name, variant.description) for name, variant in zip(names, variants, strict=True)]

@@ -83,3 +83,21 @@ def tampered_dir(tmp_path: Path, tamper_set):
     yield make
     for path in written:
         path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def mounter(tmp_path: Path):
+    """A :class:`fuse_helpers.Mounter` for real FUSE mounts under ``tmp_path``; every mount it
+    made is gone after the test (a test that leaves one mounted fails)."""
+    from fuse_helpers import Mounter, fuse_unavailable, mounted
+    from helpers import require
+
+    why = fuse_unavailable()
+    require(why is None, f"real FUSE mounts unavailable: {why}")
+    m = Mounter(tmp_path)
+    try:
+        yield m
+    finally:
+        m.cleanup()
+        for mount in m.mounts:
+            assert not mounted(mount.mountpoint), f"{mount.mountpoint} still mounted after cleanup"

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
-from fuse_helpers import LIBOS, PFS, Mounter, fuse_unavailable, mounted, run
+from fuse_helpers import LIBOS, PFS, Mounter, fuse_unavailable, run
 from helpers import require
 from host_limits import free_bytes, small_host_fs
 
@@ -31,17 +31,6 @@ def key(tmp_path: Path) -> Path:
     path = tmp_path / "wrap.key"
     run([PFS, "gen-key", "-w", path], check=True)
     return path
-
-
-@pytest.fixture
-def mounter(tmp_path: Path):
-    m = Mounter(tmp_path)
-    try:
-        yield m
-    finally:
-        m.cleanup()
-        for mount in m.mounts:
-            assert not mounted(mount.mountpoint), f"{mount.mountpoint} still mounted after cleanup"
 
 
 @pytest.fixture

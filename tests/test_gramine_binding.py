@@ -16,8 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fuse_helpers import LIBOS, PFS, Mounter, fuse_unavailable, fusermount_u, mounted, run
-from helpers import require
+from fuse_helpers import LIBOS, PFS, Mounter, fusermount_u, mounted, run
 
 from libos import LibOS
 from libos.binding import bound_path_by_manifest
@@ -52,19 +51,6 @@ def gramine_set(vectors_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     assert all(e["embedded_path"] == e["encrypted_file"] for e in present["vectors"] + present["v1_vectors"])
     (root / "key.bin").write_bytes((vectors_dir / "wrap_key.bin").read_bytes())
     return root, present["vectors"], present["v1_vectors"]
-
-
-@pytest.fixture
-def fuse_mounter(tmp_path: Path):
-    why = fuse_unavailable()
-    require(why is None, f"real FUSE mounts unavailable: {why}")
-    m = Mounter(tmp_path)
-    try:
-        yield m
-    finally:
-        m.cleanup()
-        for mount in m.mounts:
-            assert not mounted(mount.mountpoint), f"{mount.mountpoint} still mounted after cleanup"
 
 
 def _vector_manifest(root: Path, name: str, vectors_dir: Path, extra: str = "") -> Path:
@@ -169,14 +155,14 @@ def test_files_written_through_the_libos_are_bound_as_gramine_opens_them(tmp_pat
 
 
 def test_libos_mount_reads_every_gramine_vector_under_a_relative_uri(gramine_set, vectors_dir: Path,
-                                                                    tmp_path: Path, fuse_mounter: Mounter) -> None:
+                                                                    tmp_path: Path, mounter: Mounter) -> None:
     root, v2, v1 = gramine_set
     (root / "out").mkdir(exist_ok=True)
     manifest = _vector_manifest(root, "fuse.toml", vectors_dir,
                                 '  { type = "encrypted", path = "/out", uri = "file:out/" },\n')
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    m = fuse_mounter.foreground([LIBOS, "mount", manifest.name, mnt], mnt, cwd=root)
+    m = mounter.foreground([LIBOS, "mount", manifest.name, mnt], mnt, cwd=root)
     for entry in v2:
         assert (mnt / entry["encrypted_file"]).read_bytes() == (vectors_dir / entry["plaintext_file"]).read_bytes(), \
             entry["name"]
@@ -293,13 +279,13 @@ def test_libos_mount_names_the_missing_mount_path(tmp_path: Path) -> None:
     _one_line_error(run([LIBOS, "mount", "missing.toml", "mnt"], cwd=tmp_path), "manifest 'missing.toml' not found")
 
 
-def test_libos_mount_single_file_mount_created_on_write(tmp_path: Path, fuse_mounter: Mounter) -> None:
+def test_libos_mount_single_file_mount_created_on_write(tmp_path: Path, mounter: Mounter) -> None:
     (tmp_path / "results").mkdir()
     (tmp_path / "mnt").mkdir()
     (tmp_path / "m.toml").write_text(f'fs.insecure__keys.default = "{KEY_HEX}"\n'
                                      'fs.mounts = [ { type = "encrypted", path = "/result.txt", '
                                      'uri = "file:results/result.txt" } ]\n')
-    m = fuse_mounter.foreground([LIBOS, "mount", "m.toml", "mnt"], "mnt", cwd=tmp_path)
+    m = mounter.foreground([LIBOS, "mount", "m.toml", "mnt"], "mnt", cwd=tmp_path)
     view = tmp_path / "mnt"
     assert not (view / "result.txt").exists()
     (view / "result.txt").write_bytes(b"written through FUSE\n")
@@ -378,7 +364,7 @@ def test_bound_path_by_manifest(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- item 15: pfs mount checks the binding
 
 
-def test_pfs_mount_says_which_bind_prefix_fits(tmp_path: Path, fuse_mounter: Mounter) -> None:
+def test_pfs_mount_says_which_bind_prefix_fits(tmp_path: Path, mounter: Mounter) -> None:
     (tmp_path / "key.bin").write_bytes(KEY)
     (tmp_path / "plain" / "sub").mkdir(parents=True)
     (tmp_path / "plain" / "sub" / "b.txt").write_text("beta\n")
@@ -392,7 +378,7 @@ def test_pfs_mount_says_which_bind_prefix_fits(tmp_path: Path, fuse_mounter: Mou
     proc = _refused_mount([PFS, "mount", "-w", "key.bin", "enc", "mnt", "--bind-prefix", "/data"], tmp_path, mnt)
     _one_line_error(proc, "would open it as '/data/sub/b.txt'", "--bind-prefix /data/app")
     # the advice is right
-    fuse_mounter.pfs(tmp_path / "key.bin", "enc", "mnt", "--bind-prefix", "/data/app", cwd=tmp_path)
+    mounter.pfs(tmp_path / "key.bin", "enc", "mnt", "--bind-prefix", "/data/app", cwd=tmp_path)
     assert (tmp_path / "mnt" / "sub" / "b.txt").read_text() == "beta\n"
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 from faulty_storage import FaultPlan, FaultyStorage
-from fuse_helpers import PFS, Mounter, fuse_unavailable, mounted, run
-from helpers import N, decode, require, spec_counts
+from fuse_helpers import PFS, Mounter, run
+from helpers import N, decode, spec_counts
 
 import pfs.stream as stream
 from pal import HostFile
@@ -223,21 +223,6 @@ def test_pfs_rekey(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- a real FUSE mount
-
-_why = fuse_unavailable()
-
-
-@pytest.fixture
-def mounter(tmp_path: Path):
-    require(not _why, f"real FUSE mounts unavailable: {_why}")
-    m = Mounter(tmp_path)
-    try:
-        yield m
-    finally:
-        m.cleanup()
-        for mount in m.mounts:
-            assert not mounted(mount.mountpoint)
-
 
 def test_fuse_writes_and_fsyncs(tmp_path: Path, mounter: Mounter) -> None:
     """Many writes and fsyncs on one open file of a real ``pfs mount --rw``; after each fsync

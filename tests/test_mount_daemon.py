@@ -55,17 +55,6 @@ def public(tmp_path: Path):
 
 
 @pytest.fixture
-def mounter(tmp_path: Path):
-    m = Mounter(tmp_path)
-    try:
-        yield m
-    finally:
-        m.cleanup()
-        for mount in m.mounts:
-            assert not mounted(mount.mountpoint), f"{mount.mountpoint} still mounted after cleanup"
-
-
-@pytest.fixture
 def dirs(tmp_path: Path) -> tuple[Path, Path]:
     enc, mnt = tmp_path / "enc", tmp_path / "mnt"
     enc.mkdir()

@@ -18,6 +18,7 @@ from pfs import (
     CorruptedNodeError,
     HostFile,
     NotEncryptedError,
+    PartialNodeError,
     PathMismatchError,
     PfsError,
     ProtectedFile,
@@ -47,7 +48,9 @@ def expected_error(suffix: str) -> type[PfsError]:
 
     - Any on-disk size that is not a positive multiple of 4096 fails check 1 ("invalid header")
       before anything else: all trunc_meta_* variants, trunc_mht_1..9, trunc_data_1/3 and
-      extend_0 (one byte appended). Check 2 (file id) covers meta_plain_id_*.
+      extend_0 (one byte appended); past one whole node, as a PartialNodeError (a
+      NotEncryptedError whose message says the file was cut or extended inside a node).
+      Check 2 (file id) covers meta_plain_id_*.
     - meta_plain_version_0/1 set the major version byte to 0x00 / 0xff: neither is 1 (which
       would be migrated) nor 2, so check 3 gives "unsupported version" (Gramine: "Invalid
       version").
@@ -67,7 +70,9 @@ def expected_error(suffix: str) -> type[PfsError]:
     if suffix.startswith(("trunc_meta_", "trunc_mht_", "trunc_data_", "extend_", "meta_plain_id_")):
         if suffix in ("trunc_mht_0", "trunc_data_0", "trunc_data_2"):
             return TruncatedFileError
-        return NotEncryptedError
+        if suffix.startswith(("meta_plain_id_", "trunc_meta_")):
+            return NotEncryptedError  # shorter than the header node
+        return PartialNodeError  # a whole header node is there: the message says the file was cut
     if suffix.startswith("meta_plain_version_"):
         return UnsupportedVersionError
     if suffix.startswith(("meta_plain_nonce_", "meta_plain_mac_", "meta_plain_encrypted_")):
@@ -100,7 +105,7 @@ def test_sizes_of_on_disk_checks(tamper_set):
     _module, doc, _base, _entries = tamper_set
     for v in doc["variants"]:
         suffix = v["name"].split(".", 1)[1]
-        if expected_error(suffix) is NotEncryptedError and not suffix.startswith("meta_plain_id_"):
+        if issubclass(expected_error(suffix), NotEncryptedError) and not suffix.startswith("meta_plain_id_"):
             assert v["size"] == 0 or v["size"] % 4096, suffix
         if suffix in ("trunc_mht_0", "trunc_data_0", "trunc_data_2"):
             assert v["size"] in (4096, 8192, 12288)

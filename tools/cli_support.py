@@ -1,10 +1,8 @@
-"""Plumbing for the ``pfs`` command: safe outputs, trees of files, errors, progress, parallel runs.
+"""Plumbing for the ``pfs`` command: errors, inputs, progress, parallel runs.
 
-Nothing here parses arguments; :mod:`tools.pfs_cli` does that and calls in.
+Nothing here parses arguments; :mod:`tools.pfs_cli` does that and calls in. Outputs are in
+:mod:`tools.outputs`, tree walks in :mod:`tools.tree_walk`.
 
-- :class:`AtomicOutput`: every output goes to ``.NAME.pfs-tmp-XXXX`` in the destination folder
-  and is renamed into place only on success (never over an existing file without ``force``);
-  on failure the temporary file is deleted.
 - :func:`describe_error`: one line that says what is wrong and what to do, for any exception.
 - :func:`run_file_jobs`: runs a per-file operation over many files, in worker processes when
   asked, going on past failures.
@@ -14,8 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,19 +21,19 @@ from typing import Any
 
 import click
 
-from pal import HostFile
 from pfs.errors import (
     CorruptedNodeError,
     KeyFormatError,
     NotEncryptedError,
+    PartialNodeError,
     PathMismatchError,
     PfsError,
+    RecoveryNeededError,
     TruncatedFileError,
     UnsupportedVersionError,
     WrongKeyError,
 )
-
-TMP_MARKER = ".pfs-tmp-"
+from pfs.fileio import RECOVERY_SUFFIX
 
 
 class CliError(Exception):
@@ -66,8 +64,17 @@ def _hint(exc: BaseException) -> str | None:
     if isinstance(exc, PathMismatchError):
         return (f"if the file was moved on purpose, check it with --expect-path '{exc.found}' "
                 "(or decrypt without -V)")
+    if isinstance(exc, PartialNodeError):
+        return "the file was cut short (or had bytes appended); restore it from a backup"
     if isinstance(exc, NotEncryptedError):
         return "is it a plaintext file? 'pfs encrypt' makes encrypted files"
+    if isinstance(exc, RecoveryNeededError):
+        journal = f"{exc.path}{RECOVERY_SUFFIX}"
+        if exc.path is not None and not os.path.exists(journal):
+            return (f"its recovery journal '{journal}' is missing, so the interrupted write can't be rolled "
+                    "back; restore the file from a backup")
+        return (f"its journal '{journal}' can roll it back: open it once with recovery, e.g. through "
+                "'pfs mount --rw --recovery'")
     if isinstance(exc, CorruptedNodeError | TruncatedFileError):
         return "the file is damaged or was tampered with; restore it from a backup"
     if isinstance(exc, UnsupportedVersionError):
@@ -115,159 +122,10 @@ def require_existing(path: str, role: str) -> None:
         raise CliError(f"{role} '{path}' does not exist", code=2)
 
 
-def walk_files(root: str, *, skip: str | None = None) -> list[str]:
-    """Paths (relative to ``root``, sorted) of the regular files under ``root``.
-
-    Symbolic links to files count as files; links to folders are not followed. Our own
-    leftover temporary files and the subtree at ``skip`` (a real path) are left out.
-    """
-    out: list[str] = []
-    skip_real = os.path.realpath(skip) if skip else None
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        if skip_real is not None:
-            dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(folder, d)) != skip_real]
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(folder, name)
-            if TMP_MARKER in name or not os.path.isfile(full):
-                continue
-            out.append(os.path.relpath(full, root))
-    return out
-
-
 def is_inside(path: str, root: str) -> bool:
     """Whether ``path`` is ``root`` or lies under it (real paths)."""
     p, r = os.path.realpath(path), os.path.realpath(root)
     return p == r or p.startswith(r.rstrip(os.sep) + os.sep)
-
-
-# ---------------------------------------------------------------------- outputs
-
-_UMASK: int | None = None
-
-
-def default_mode() -> int:
-    """0666 minus the process umask: the mode a new file gets from ``open``."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return 0o666 & ~_UMASK
-
-
-def check_output_target(path: str, *, force: bool) -> None:
-    """Fail early when ``path`` can't be an output: a folder, or an existing file without force."""
-    if os.path.isdir(path):
-        raise CliError(f"output '{path}' is a folder; give the path of the output file", code=2)
-    if os.path.lexists(path) and not force:
-        raise CliError(f"output '{path}' already exists; not overwriting it (use --force to replace it)")
-
-
-def make_dirs(folder: str, created: list[str] | None = None) -> None:
-    """``mkdir -p folder``, recording the folders it creates (so they can be pruned)."""
-    if not folder or os.path.isdir(folder):
-        return
-    parent = os.path.dirname(folder.rstrip(os.sep))
-    if parent and parent != folder:
-        make_dirs(parent, created)
-    try:
-        os.mkdir(folder)
-    except FileExistsError:
-        if not os.path.isdir(folder):
-            raise CliError(f"can't create output folder '{folder}': a file is in the way") from None
-        return
-    except OSError as exc:
-        raise CliError(f"can't create output folder '{folder}': {exc.strerror}; "
-                       "choose a folder you can write to") from None
-    if created is not None:
-        created.append(folder)
-
-
-def prune_dirs(created: list[str]) -> None:
-    """Remove the folders in ``created`` that ended up empty (deepest first)."""
-    for folder in sorted(created, key=len, reverse=True):
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)
-
-
-class AtomicOutput:
-    """A temporary file next to ``final`` that replaces it only on :meth:`commit`.
-
-    ``file`` is a writable :class:`pal.HostFile` named after ``final`` (for messages). Leaving
-    the ``with`` block without a commit deletes the temporary file.
-    """
-
-    def __init__(self, final: str, *, force: bool, mode: int | None = None, sync: bool = True):
-        self.final = final
-        self.force = force
-        self.sync = sync
-        self.mode = default_mode() if mode is None else mode
-        folder = os.path.dirname(final) or "."
-        base = os.path.basename(final)
-        try:
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{base}{TMP_MARKER}", dir=folder)
-        except FileNotFoundError:
-            raise CliError(f"output folder '{folder}' does not exist") from None
-        except NotADirectoryError:
-            raise CliError(f"output folder '{folder}' is not a folder") from None
-        except OSError as exc:
-            raise CliError(f"can't write in output folder '{folder}': {exc.strerror}; "
-                           "choose a folder you can write to") from None
-        self.file = HostFile.from_fd(fd, final, writable=True)
-        self.committed = False
-
-    def commit(self) -> None:
-        """fsync the temporary file (unless ``sync`` is off) and rename it to ``final`` (refusing to
-        replace an existing file without force)."""
-        if self.file.fd >= 0:
-            os.fchmod(self.file.fd, self.mode)
-            if self.sync:
-                self.file.fsync()
-            self.file.close()
-        else:
-            os.chmod(self.tmp, self.mode)
-        if self.force:
-            os.replace(self.tmp, self.final)
-        else:
-            self._rename_no_clobber()
-        self.committed = True
-        if not self.sync:
-            return
-        folder = os.path.dirname(self.final) or "."
-        with contextlib.suppress(OSError):
-            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-
-    def _rename_no_clobber(self) -> None:
-        exists = CliError(f"output '{self.final}' already exists; not overwriting it "
-                          "(use --force to replace it)")
-        try:
-            os.link(self.tmp, self.final)
-        except FileExistsError:
-            raise exists from None
-        except OSError:
-            # no hard links here (some file systems): check, then rename
-            if os.path.lexists(self.final):
-                raise exists from None
-            os.rename(self.tmp, self.final)
-            return
-        os.unlink(self.tmp)
-
-    def discard(self) -> None:
-        """Close and delete the temporary file."""
-        self.file.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
-
-    def __enter__(self) -> AtomicOutput:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.committed:
-            self.discard()
 
 
 # ---------------------------------------------------------------------- progress
@@ -338,8 +196,51 @@ def _run_one(op: FileOp, job: FileJob, params: dict[str, Any],
     return FileResult(job, True, value=value)
 
 
+_in_job = False  # in a worker process: whether a job is running (see _worker_signal)
+_stopped: int | None = None  # in a worker process: the stop signal received, if any
+
+
+def _worker_signal(signum: int, _frame: object) -> None:
+    """A stop signal in a worker: inside a job, unwind it (its clean-up runs, the parent gets
+    the exception); between jobs, only remember it (leaving then could strand the pool's queue
+    lock): every later job is refused."""
+    from .outputs import Terminated
+
+    global _stopped
+    first = _stopped is None
+    _stopped = signum
+    if _in_job and first:
+        raise Terminated(signum)
+
+
+def _init_worker() -> None:
+    from .outputs import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _worker_signal)
+
+
 def _run_one_in_worker(op: FileOp, job: FileJob, params: dict[str, Any]) -> FileResult:
-    return _run_one(op, job, params, None)
+    from .outputs import Terminated, remove_live_temps
+
+    global _in_job
+    if _stopped is not None:
+        raise Terminated(_stopped)
+    _in_job = True
+    try:
+        return _run_one(op, job, params, None)
+    except BaseException:
+        remove_live_temps()  # one made just as the signal came, before a ``with`` owned it
+        raise
+    finally:
+        _in_job = False
+
+
+def _stop_workers(pool: Any, signum: int) -> None:
+    """Pass a stop signal on to the workers, so that the files they are writing are cleaned up."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signum)
 
 
 def run_file_jobs(op: FileOp, jobs: list[FileJob], params: dict[str, Any], *, workers: int,
@@ -354,16 +255,20 @@ def run_file_jobs(op: FileOp, jobs: list[FileJob], params: dict[str, Any], *, wo
         params = {**params, "jobs": 1} if "jobs" in params else params
         from concurrent.futures import ProcessPoolExecutor  # only trees with --jobs pay for it
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        from .outputs import Terminated
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_init_worker) as pool:
             futures = [pool.submit(_run_one_in_worker, op, job, params) for job in jobs]
             try:
                 for job, future in zip(jobs, futures, strict=True):
                     result = future.result()
                     progress.update(job.weight)
                     yield result
-            except BaseException:
+            except BaseException as exc:
                 for future in futures:
                     future.cancel()
+                if isinstance(exc, Terminated | KeyboardInterrupt):
+                    _stop_workers(pool, exc.signum if isinstance(exc, Terminated) else signal.SIGINT)
                 raise
         return
     for job in jobs:

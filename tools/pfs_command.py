@@ -7,6 +7,7 @@ texts the same across subcommands.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from pfs.errors import PfsError
 from pfs.keys import load_key
 
 from .cli_support import CliError, FileResult, UsageProblem, describe_error, echo_error
+from .outputs import Terminated, remove_live_temps, stop_signals
 
 # ---------------------------------------------------------------------- error handling
 
@@ -36,12 +38,14 @@ def _invoke(main: Callable[..., Any], args: Sequence[str] | None, prog_name: str
     debug = _wants_debug(argv)
     try:
         rv = main(args=argv, prog_name=prog_name, standalone_mode=False, **extra)
-    except click.exceptions.Abort:
-        echo_error("interrupted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        remove_live_temps()
+        _echo_stopped("interrupted")
         return 130
-    except KeyboardInterrupt:
-        echo_error("interrupted")
-        return 130
+    except Terminated as exc:
+        remove_live_temps()
+        _echo_stopped(f"{exc}; no partial output left")
+        return 128 + exc.signum
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc), err=True)
         return 2
@@ -62,6 +66,11 @@ def _invoke(main: Callable[..., Any], args: Sequence[str] | None, prog_name: str
     return rv if isinstance(rv, int) else 0
 
 
+def _echo_stopped(message: str) -> None:
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        echo_error(message)
+
+
 class _ErrorHandlingMixin:
     """``main`` that reports errors as one line (also under ``click.testing.CliRunner``)."""
 
@@ -79,6 +88,15 @@ class PfsGroup(_ErrorHandlingMixin, click.Group):
 
 class PfsCommand(_ErrorHandlingMixin, click.Command):
     """A ``pfs`` subcommand (runnable on its own, as ``pfs-encrypt`` is)."""
+
+
+class PfsFileCommand(PfsCommand):
+    """A subcommand that writes or reads files: SIGTERM and SIGHUP stop it with the same clean-up
+    as Ctrl-C (no temporary output left; exit status 128 + the signal number)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with stop_signals():
+            return super().invoke(ctx)
 
 
 @dataclass
@@ -108,12 +126,16 @@ def _positive_jobs(jobs: int) -> int:
     return jobs
 
 
-def _report_failures(results: list[FileResult], settings: Settings, verb: str) -> int:
-    """Print the summary line of a multi-file run; return the exit status."""
+def _report_failures(results: list[FileResult], settings: Settings, verb: str, *, unreadable: int = 0) -> int:
+    """Print the summary line of a multi-file run; return the exit status. ``unreadable``: the
+    entries of the tree that could not be read (reported already), which fail the run too."""
     failed = [r for r in results if not r.ok]
     if failed and len(results) > 1:
         echo_error(f"{len(failed)} of {len(results)} files failed to {verb}")
-    return 1 if failed else 0
+    if unreadable:
+        echo_error(f"{unreadable} entr{'y' if unreadable == 1 else 'ies'} of the tree could not be read; "
+                   "what is under them was not processed")
+    return 1 if failed or unreadable else 0
 
 
 def _print_failure(result: FileResult, settings: Settings) -> None:
@@ -123,11 +145,12 @@ def _print_failure(result: FileResult, settings: Settings) -> None:
 
 
 debug_option = click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress bar).")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings (no progress bar).")
 verbose_option = click.option("-v", "--verbose", is_flag=True, help="Print more details.")
 jobs_option = click.option("--jobs", "-j", type=int, default=1, show_default=True,
                            help="Worker processes: over the files of a tree, or for one large file.")
-force_option = click.option("--force", is_flag=True, help="Replace existing output files.")
+force_option = click.option("--force", is_flag=True,
+                            help="Replace existing output files (regular files only, never links or devices).")
 no_fsync_option = click.option(
     "--no-fsync", "no_fsync", is_flag=True,
     help="Don't fsync outputs before renaming them into place (faster; a power cut soon after may lose them).")
@@ -136,3 +159,10 @@ bind_prefix_check_option = click.option(
     help="Check that each file is bound to PREFIX/<its path relative to the tree> (as `encrypt --bind-prefix`).")
 wrap_key_option = click.option("-w", "--wrap-key", "wrap_key", required=True, metavar="FILE",
                                help="Key file: 16 raw bytes or 32 hex characters.")
+follow_symlinks_option = click.option(
+    "--follow-symlinks", is_flag=True,
+    help="Follow symbolic links in trees, also to folders and out of the tree (default: a link to a file "
+         "inside the tree counts as that file; other links are skipped with a warning).")
+strict_option = click.option(
+    "--strict", is_flag=True,
+    help="Make warnings errors: a file bound to a path other than its own (as -V checks), trailing nodes.")
