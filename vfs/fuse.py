@@ -26,13 +26,13 @@ import errno
 import logging
 import os
 import re
-import stat
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from .file import OpenFile
+from .fuse_caller import caller_groups, only_clears_setid, time_arg
 from .fuse_links import LinkNames
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
@@ -49,7 +49,6 @@ FUSE_CAP_ATOMIC_O_TRUNC = 1 << 3
 FUSE_CAP_BIG_WRITES = 1 << 5
 FUSE_READDIR_PLUS = 1  # readdir flag: the kernel asks for attributes too
 FUSE_FILL_DIR_PLUS = 2  # filler flag: this entry's attributes are complete
-UTIME_NOW_NSEC, UTIME_OMIT_NSEC = (1 << 30) - 1, (1 << 30) - 2  # utimensat's markers in tv_nsec
 PREFETCH_ENTRIES = 256  # READDIRPLUS: entries whose attributes are prefetched per chunk (~180 fit in one)
 
 
@@ -92,42 +91,12 @@ def _fill_stat(st: Any, s: Stat) -> None:
     st.st_ctimespec.tv_sec, st.st_ctimespec.tv_nsec = divmod(s.st_ctime_ns, 10**9)
 
 
-def _only_clears_setid(old: int, new: int) -> bool:
-    """Whether mode ``new`` is ``old`` with some of its S_ISUID/S_ISGID bits cleared (and
-    nothing else changed): what the kernel asks after a write or chown kills the set-id bits."""
-    setid = stat.S_ISUID | stat.S_ISGID
-    old, new = old & 0o7777, new & 0o7777
-    return old != new and new & ~old == 0 and (old & ~new) & ~setid == 0
-
-
-def _time_arg(ts: Any) -> TimeArg:
-    """A ``struct timespec`` of utimensat as a VFS time argument."""
-    if ts.tv_nsec == UTIME_NOW_NSEC:
-        return UTIME_NOW
-    if ts.tv_nsec == UTIME_OMIT_NSEC:
-        return None
-    return ts.tv_sec * 10**9 + ts.tv_nsec
-
-
 def _attrs(s: Stat) -> dict[str, Any]:
     return {
         "st_mode": s.st_mode, "st_ino": s.st_ino, "st_nlink": s.st_nlink, "st_uid": s.st_uid,
         "st_gid": s.st_gid, "st_size": s.st_size, "st_atime": s.st_atime_ns, "st_mtime": s.st_mtime_ns,
         "st_ctime": s.st_ctime_ns, "st_blocks": s.st_blocks, "st_blksize": s.st_blksize, "st_rdev": s.st_rdev,
     }
-
-
-def caller_groups(pid: int) -> tuple[int, ...]:
-    """The supplementary groups of process ``pid`` (its ``/proc/PID/status``), or none when it
-    can't be read (it exited): fewer groups never grant more."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Groups:"):
-                    return tuple(int(g) for g in line.split()[1:])
-    except (OSError, ValueError):
-        pass
-    return ()
 
 
 class FuseBridge:
@@ -372,11 +341,11 @@ class FuseBridge:
             inode = self._handle_file().inode
         else:
             inode = self.vfs.lookup(ctx, path, follow=False).inode
-            if not _only_clears_setid(inode.mode, mode):
+            if not only_clears_setid(inode.mode, mode):
                 self.vfs.chmod(ctx, path, mode, follow=False)
                 self._changed(inode, path)
                 return 0
-        if not _only_clears_setid(inode.mode, mode):
+        if not only_clears_setid(inode.mode, mode):
             mode = self.vfs.chmod_mode(ctx, inode, mode)
         # the kernel has checked it: the owner's fchmod, or its own clearing of the set-id bits
         # after a write or chown by another user, which Linux does whoever writes
@@ -775,7 +744,7 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             """As mfusepy's, with libfuse's UTIME_NOW and UTIME_OMIT markers understood."""
             times = None
             if buf:
-                times = (_time_arg(buf.contents.actime), _time_arg(buf.contents.modtime))
+                times = (time_arg(buf.contents.actime), time_arg(buf.contents.modtime))
             name = None if path is None else path.decode(self.encoding, self.errors)
             return self._with_fh(fip, lambda: bridge.utimens(name, times))
 
