@@ -98,6 +98,8 @@ def echo_error(message: str) -> None:
 
 # ---------------------------------------------------------------------- inputs
 
+STDIO = "-"  # as an input or output path: standard input or output
+
 def require_file(path: str, role: str, *, folder_hint: str = "") -> None:
     """Fail unless ``path`` names an existing file (not a folder)."""
     if os.path.isdir(path):

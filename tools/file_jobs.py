@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +81,8 @@ def _run_one(op: FileOp, job: FileJob, params: dict[str, Any],
     try:
         value = op(job, progress=progress, **params)
     except Exception as exc:
+        import traceback  # (failures only: it costs start-up)
+
         details = {}
         if isinstance(exc, CorruptedNodeError):
             details = {"node": exc.node, "plaintext_range": list(exc.plaintext_range)}

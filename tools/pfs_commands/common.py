@@ -7,9 +7,8 @@ import click
 
 from pfs.paths import bound_path_for, normalize_bound_path
 
-from ..cli_support import UsageProblem
+from ..cli_support import STDIO, UsageProblem
 from ..file_jobs import FileResult
-from ..file_ops import STDIO
 
 
 def echo_status(line: str, output: str) -> None:

@@ -6,9 +6,9 @@ import os
 
 import click
 
-from ..cli_support import UsageProblem, require_existing
+from ..cli_support import STDIO, UsageProblem, require_existing
 from ..file_jobs import FileJob, FileResult
-from ..file_ops import STDIO, op_decrypt, trailing_message
+from ..file_ops import op_decrypt, trailing_message
 from ..pfs_command import (
     PfsFileCommand,
     _load_key,

@@ -10,9 +10,9 @@ import click
 
 from pfs.paths import bound_path_for
 
-from ..cli_support import UsageProblem, require_existing
+from ..cli_support import STDIO, UsageProblem, require_existing
 from ..file_jobs import FileJob, FileResult
-from ..file_ops import STDIO, op_encrypt
+from ..file_ops import op_encrypt
 from ..pfs_command import (
     PfsFileCommand,
     _load_key,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..cli_support import UsageProblem, echo_error
+from ..cli_support import STDIO, UsageProblem, echo_error
 from ..file_jobs import FileJob, FileResult, Progress, run_file_jobs
-from ..file_ops import STDIO, op_verify, trailing_message
+from ..file_ops import op_verify, trailing_message
 from ..pfs_command import (
     PfsFileCommand,
     _load_key,
