@@ -118,3 +118,18 @@ def test_table_matches_commands(group: LazyGroup) -> None:
         assert spec.help.split() == first_paragraph.split(), f"{name}: the table's help differs from the docstring"
         lazy.add_command(command, name)
     assert {width: _help(lazy, width) for width in (40, 80, 200)} == before
+
+
+@pytest.mark.parametrize(("entry", "typo", "expected"), [
+    ("tools.pfs_cli:main", "encrpt", "pfs: error: No such command 'encrpt'. (Did you mean one of: 'decrypt', "
+                                     "'encrypt'?) (see 'pfs --help')"),
+    ("tools.libos_cli:main", "mnt", "Error: No such command 'mnt'. Did you mean 'mount'?"),
+])
+def test_mistyped_command_suggests_unloaded_ones(entry: str, typo: str, expected: str) -> None:
+    """click suggests close names among the commands it knows: with lazy commands that must
+    still be all of them, not only those loaded so far (none), exit status 2 as before."""
+    module, func = entry.split(":")
+    proc = subprocess.run([sys.executable, "-c", f"import {module}; {module}.{func}()", typo], cwd=ROOT,
+                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == expected

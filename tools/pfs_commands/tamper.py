@@ -6,6 +6,8 @@ import os
 
 import click
 
+from pfs.tamper import make_tampered_variants
+
 from ..cli_support import CliError, require_file
 from ..outputs import make_dirs, prune_dirs
 from ..pfs_command import (
@@ -41,8 +43,6 @@ def tamper(ctx: click.Context, wrap_key: str, input_path: str, output: str, forc
     if os.path.exists(output) and not os.path.isdir(output):
         raise CliError(f"output '{output}' is a file; give a folder for the variants", code=2)
     key = _load_key(wrap_key)
-    from pfs.tamper import make_tampered_variants  # rarely used: keep it off the start-up path
-
     created: list[str] = []
     make_dirs(os.path.dirname(output.rstrip(os.sep)), created)
     try:
