@@ -133,3 +133,11 @@ def test_mistyped_command_suggests_unloaded_ones(entry: str, typo: str, expected
                           capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize(("entry", "command"), [("tools.pfs_cli:main", "mount"), ("tools.libos_cli:main", "mount")],
+                         ids=["pfs", "libos"])
+def test_mount_help_imports_no_vfs(tmp_path: Path, entry: str, command: str) -> None:
+    """A mount command's help (and its usage errors) come before the VFS and FUSE are loaded."""
+    modules = imported(tmp_path, entry, command, "--help")
+    assert heavy_in(modules, ("vfs", "libos.libos", "mfusepy")) == []

@@ -9,13 +9,7 @@ from collections.abc import Callable
 
 import click
 
-from libos import LibOS
-from libos.manifest import ManifestError
-from vfs.dev import DevFs
-from vfs.fuse import load_mfusepy, serve
-
 from ..cli_support import CliError, describe_error
-from ..mounting import check_mountpoint, mount_log_path, run_mount
 
 
 @click.command("mount")
@@ -35,6 +29,13 @@ def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allo
     """Mount the whole file view MANIFEST defines (its fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT.
 
     Unmount with `pfs umount MOUNTPOINT` (or Ctrl-C / SIGTERM of the daemon)."""
+    # (here, not at the top: `libos mount --help` and usage errors need none of them)
+    from libos import LibOS
+    from libos.manifest import ManifestError
+    from vfs.fuse import load_mfusepy, serve
+
+    from ..mounting import check_mountpoint, mount_log_path, run_mount
+
     try:
         check_mountpoint(mountpoint)
         load_mfusepy()
@@ -69,6 +70,8 @@ def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allo
 def _host_keys(lo, expose: bool) -> None:
     """The keys in the mount's /dev: hidden, or (``--expose-keys``) for the mount's owner only.
     Inside the LibOS they stay as Gramine has them."""
+    from vfs.dev import DevFs
+
     dev = lo.vfs.mounts.at("/dev")
     if dev is not None and isinstance(dev.fs, DevFs):
         dev.fs.host_view(expose=expose, owner=(os.geteuid(), os.getegid()))

@@ -18,13 +18,8 @@ from pfs.errors import PfsError, WrongKeyError
 from pfs.paths import normalize_bound_path
 from pfs.protected_file import ProtectedFile
 from pfs.storage import BorrowedStorage
-from vfs.encrypted import EncryptedFs, KeyStore
-from vfs.fuse import load_mfusepy, serve
-from vfs.mount import MountTable
-from vfs.vfs import VFS
 
 from ..cli_support import CliError
-from ..mounting import check_mountpoint, mount_log_path, run_mount
 from ..pfs_command import PfsCommand, _load_key, _settings, debug_option, wrap_key_option
 
 
@@ -86,6 +81,14 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
           foreground: bool, allow_other: bool, recovery: bool, log_file: str | None, debug: bool) -> int:
     """Mount a folder of encrypted files at MOUNTPOINT (FUSE): plaintext view, read-only unless --rw."""
     settings = _settings(ctx, debug)
+    # (here, not at the top: `pfs mount --help` and usage errors need none of them)
+    from vfs.encrypted import EncryptedFs, KeyStore
+    from vfs.fuse import load_mfusepy, serve
+    from vfs.mount import MountTable
+    from vfs.vfs import VFS
+
+    from ..mounting import check_mountpoint, run_mount
+
     key = _load_key(wrap_key)
     if not os.path.isdir(encdir):
         raise CliError(f"'{encdir}' is not a folder of encrypted files")
@@ -122,6 +125,8 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
 
 
 def _say_mounted(encdir: str, mountpoint: str, rw: bool, log_file: str | None) -> None:
+    from ..mounting import mount_log_path
+
     click.echo(f"mounted {encdir} at {mountpoint} ({'read-write' if rw else 'read-only'}); "
                f"unmount with 'pfs umount {mountpoint}'; messages go to {mount_log_path(log_file, foreground=False)}",
                err=True)
