@@ -52,7 +52,9 @@ def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allo
         def run(ready: Callable[[], None]) -> None:
             serve(lo.vfs, os.path.abspath(mountpoint), writable=not readonly, foreground=True,
                   allow_other=allow_other, debug=debug, fsname=os.path.abspath(manifest), subtype="libos",
-                  direct_io=True,  # /proc files have no size until they are read
+                  # host folders change behind the mount's back; the writeback cache would trust
+                  # its own sizes over theirs (and over a hard link's other names)
+                  writeback_cache=False, keep_cache=False,
                   multithreaded=True, ready=ready)  # multithreaded: a FIFO open or read may block one request
 
         run_mount(run, mountpoint, foreground=foreground, log_file=log_file, prog="libos")
