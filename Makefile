@@ -1,4 +1,4 @@
-.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse clean
+.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse bench-startup clean
 
 demo: setup
 	scripts/demo.sh
@@ -27,6 +27,9 @@ bench-vfs: setup
 
 bench-fuse: setup
 	.venv/bin/python bench/bench_fuse.py --repeat 3
+
+bench-startup: setup
+	.venv/bin/python bench/bench_startup.py --imports
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache .hypothesis
