@@ -305,6 +305,17 @@ def host_mkfifo(path: str, mode: int) -> None:
     os.mkfifo(path, mode)
 
 
+def host_open_dir_at(dir_fd: int | None, path: str) -> int:
+    """An ``O_PATH`` descriptor of the folder ``path`` (relative to ``dir_fd`` when given): how a
+    host path longer than PATH_MAX is reached, a piece at a time."""
+    return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def host_mknod(path: str, mode: int) -> None:
+    """``mknod(2)`` of a FIFO or a socket (``mode`` with its type bits)."""
+    os.mknod(path, mode)
+
+
 def host_chmod(target: str | int, mode: int) -> None:
     """``chmod(2)`` of a path (following symlinks: Linux can't chmod a symlink), or ``fchmod(2)``
     of a descriptor."""

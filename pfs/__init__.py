@@ -1,7 +1,16 @@
 """Gramine-compatible protected (encrypted) files.
 
 Format v2.0 (reads v1.0), byte-compatible with Gramine's ``pf_crypt``. See docs/format.md.
+
+The errors are imported with the package; everything else (the file, stream and storage
+classes, which pull in ``cryptography``) on first use, so that ``import pfs.errors`` or
+``pfs.paths`` stays cheap for command lines that only need those.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     CorruptedNodeError,
@@ -21,10 +30,40 @@ from .errors import (
     UnsupportedVersionError,
     WrongKeyError,
 )
-from .fileio import PfsRawIO, open
-from .protected_file import DEFAULT_CACHE_SIZE, MAX_FILE_SIZE, ProtectedFile
-from .storage import HostFile, MemoryStorage, Storage
-from .stream import decrypt_stream, encrypt_stream
+
+if TYPE_CHECKING:
+    from .fileio import PfsRawIO, open
+    from .protected_file import DEFAULT_CACHE_SIZE, MAX_FILE_SIZE, ProtectedFile
+    from .storage import HostFile, MemoryStorage, Storage
+    from .stream import decrypt_stream, encrypt_stream
+
+# name -> the submodule that defines it, imported on first access
+_LAZY = {
+    "PfsRawIO": "fileio",
+    "open": "fileio",
+    "DEFAULT_CACHE_SIZE": "protected_file",
+    "MAX_FILE_SIZE": "protected_file",
+    "ProtectedFile": "protected_file",
+    "HostFile": "storage",
+    "MemoryStorage": "storage",
+    "Storage": "storage",
+    "decrypt_stream": "stream",
+    "encrypt_stream": "stream",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CorruptedNodeError",

@@ -13,10 +13,11 @@ import os
 
 from pal import HostFile
 
+from .layout import RECOVERY_SUFFIX
 from .paths import normalize_bound_path
 from .protected_file import DEFAULT_CACHE_SIZE, ProtectedFile
 
-RECOVERY_SUFFIX = ".gramine.recovery"
+__all__ = ["RECOVERY_SUFFIX", "PfsRawIO", "open", "recovery_path"]
 
 
 def recovery_path(path: str | os.PathLike) -> str:

@@ -20,7 +20,6 @@ from .layout import (
     node_count,
 )
 from .metadata import parse_header
-from .protected_file import ProtectedFile
 from .storage import Storage
 
 __all__ = ["implied_plaintext_range", "read_full_info", "read_header_info"]
@@ -116,6 +115,8 @@ def read_full_info(storage: Storage, key: bytes, expected_path: str | None = Non
     read to check every node. The typed errors of :meth:`ProtectedFile.open` propagate
     (wrong key, path mismatch, truncation, ...). ``storage`` is left open.
     """
+    from .protected_file import ProtectedFile  # (cryptography: only reading with a key needs it)
+
     info = read_header_info(storage)
     pf = ProtectedFile.open(storage, key, expected_path, writable=False)
     # Not closing ``pf``: that would close the caller's storage; a read-only file holds nothing.

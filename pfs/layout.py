@@ -134,3 +134,6 @@ def plaintext_range_of_node(node: int) -> tuple[int, int]:
         return (start, start + NODE_SIZE)
     start = data_node_offset(index * DATA_ENTRIES_PER_MHT)
     return (start, start + DATA_ENTRIES_PER_MHT * NODE_SIZE)
+
+
+RECOVERY_SUFFIX = ".gramine.recovery"  # Gramine's recovery journal of FILE is FILE + this

@@ -33,7 +33,6 @@ from pal import HostFile, random_bytes
 
 from .crypto import decrypt_into, derive_metadata_key, new_nonce, open_sealed, seal
 from .errors import CorruptedNodeError, InputChangedError, TruncatedFileError
-from .forkpool import ForkPool
 from .layout import (
     CHILD_ENTRIES_OFFSET,
     CHILD_MHT_ENTRIES,
@@ -287,6 +286,8 @@ class _Workers:
         in_stride = SEALED_SIZE if out_stride == NODE_SIZE else NODE_SIZE
         _worker_state.update(src=src, dst=dst, size=size, shm=self.shm, inbuf=NodeBuffer(in_stride),
                              out_stride=out_stride)
+        from .forkpool import ForkPool  # only runs with jobs > 1 need it
+
         try:
             self.pool = ForkPool(jobs, _WORKER_FUNCS)
         finally:

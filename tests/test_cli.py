@@ -17,7 +17,8 @@ from helpers import require, vectors_path
 from pal import HostFile
 from pfs import PathMismatchError, ProtectedFile, WrongKeyError
 from pfs.inspect import read_full_info
-from tools.pfs_cli import cli, encrypt_standalone
+from tools.pfs_cli import cli
+from tools.pfs_commands.encrypt import encrypt_standalone
 
 VECTORS = vectors_path()
 

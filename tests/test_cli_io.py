@@ -15,7 +15,7 @@ from test_cli import PFS, assert_ok, assert_one_line_error, bound_path_of, listi
 
 from pal import HostFile
 from pfs.stream import encrypt_stream
-from tools.cli_support import FileJob
+from tools.file_jobs import FileJob
 
 key_file, key, work = test_cli.key_file, test_cli.key, test_cli.work  # the same fixtures
 

@@ -940,14 +940,14 @@ def test_libos_mount_proc_contents(libos_view) -> None:
     assert (view / "proc" / "self" / "cmdline").read_bytes() == b"python3\0/app/main.py\0"
 
 
-def test_no_mount_left_behind(tmp_path: Path) -> None:
-    """Every earlier test cleaned up: nothing of ours is still mounted."""
+def test_no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every earlier test of this session cleaned up: nothing of ours is still mounted below the
+    session's temporary folder (mounts of other sessions or programs are theirs)."""
     assert FUSERMOUNT
+    base = str(tmp_path_factory.getbasetemp()) + "/"
     with open("/proc/self/mounts") as f:
-        ours = [line for line in f if " fuse.pfs " in line or " fuse.libos " in line]
-    base = str(tmp_path.parent.parent)
-    assert not [line for line in ours if base in line], ours
-
+        ours = [line for line in f if line.split()[2] in ("fuse.pfs", "fuse.libos")]
+    assert not [line for line in ours if line.split()[1].startswith(base)], ours
 
 
 # ---------------------------------------------------------------------- read-ahead

@@ -449,3 +449,15 @@ def test_a_file_held_open_by_a_killed_background_process_is_flushed(tmp_path):
                         "until [ -e /tmp/written ]; do sleep 0.01; done; exit 0")
     assert proc.returncode == 0, proc.stderr
     assert decrypt(tmp_path, "held") == b"held\n"
+
+
+def test_dev_attestation_keys_and_mmap_in_the_view(tmp_path):
+    """/dev/attestation/keys/NAME shows the run's key (Gramine's interface), and a shared mapping
+    of an encrypted file writes through to it."""
+    manifest(tmp_path, entry="/usr/bin/python3")
+    code = ("import mmap; print(open('/dev/attestation/keys/default', 'rb').read().hex())\n"
+            "f = open('/data/m', 'w+b'); f.write(bytes(4096)); f.flush()\n"
+            "m = mmap.mmap(f.fileno(), 4096); m[:5] = b'hello'; m.flush(); m.close(); f.close()")
+    proc = run(tmp_path, "--", "-c", code)
+    assert (proc.returncode, proc.stdout) == (0, f"{KEY_HEX}\n".encode()), proc.stderr
+    assert decrypt(tmp_path, "m")[:6] == b"hello\0"

@@ -32,11 +32,11 @@ from pfs.protected_file import ProtectedFile
 from pfs.storage import BorrowedStorage
 from pfs.stream import decrypt_stream, encrypt_stream
 
-from .cli_support import CliError, FileJob, require_file
+from .cli_support import STDIO, CliError, require_file
+from .file_jobs import FileJob
 from .outputs import AtomicOutput, check_output_target, default_mode, output_mode
 
 CHUNK = 1 << 20
-STDIO = "-"
 
 ProgressFn = Callable[[int], None] | None
 

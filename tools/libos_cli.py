@@ -1,88 +1,29 @@
-"""The ``libos`` command: work with a manifest-defined file view."""
+"""The ``libos`` command: work with a manifest-defined file view.
+
+Each subcommand is a module of :mod:`tools.libos_commands` (or elsewhere), imported only when
+that command is used: one line of ``COMMANDS`` registers it (see :mod:`tools.lazy_group`).
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import click
 
-from .cli_support import CliError, describe_error
-from .libos_run_cli import run as run_command
+from .lazy_group import LazyCommand, LazyGroup
+
+# name -> (module, click command in it, the first paragraph of its docstring: `libos --help` shows it)
+COMMANDS = {
+    "mount": LazyCommand("tools.libos_commands.mount", "mount", "Mount the whole file view MANIFEST defines (its "
+                         "fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT."),
+    "run": LazyCommand("tools.libos_commands.run", "run", "Run MANIFEST's libos.entrypoint inside the file view "
+                       "the manifest defines."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """pfskit's library OS: a Gramine manifest's file view."""
-
-
-@cli.command("mount")
-@click.argument("manifest")
-@click.argument("mountpoint")
-@click.option("--ro", "readonly", is_flag=True, help="Mount read-only.")
-@click.option("-f", "--foreground", is_flag=True, help="Stay in the foreground (Ctrl-C unmounts).")
-@click.option("--allow-other", is_flag=True, help="Let other users access the mount.")
-@click.option("--expose-keys", is_flag=True,
-              help="Show /dev/attestation/keys (mode 0600, to the mount's owner only); hidden by default.")
-@click.option("--log", "log_file", metavar="FILE",
-              help="Append the daemon's messages to FILE. Without it a background mount appends them to "
-                   "$XDG_STATE_HOME/pfskit/mount.log (~/.local/state/pfskit/mount.log).")
-@click.option("--debug", is_flag=True, help="Show tracebacks and FUSE requests.")
-def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allow_other: bool, expose_keys: bool,
-          log_file: str | None, debug: bool) -> None:
-    """Mount the whole file view MANIFEST defines (its fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT.
-
-    Unmount with `pfs umount MOUNTPOINT` (or Ctrl-C / SIGTERM of the daemon)."""
-    from libos import LibOS
-    from libos.manifest import ManifestError
-    from vfs.fuse import load_mfusepy, serve
-
-    from .mounting import check_mountpoint, mount_log_path, run_mount
-
-    try:
-        check_mountpoint(mountpoint)
-        load_mfusepy()
-        try:
-            lo = LibOS.boot(manifest)
-        except ManifestError as exc:
-            raise CliError(str(exc)) from None
-        except FileNotFoundError as exc:
-            raise CliError(f"manifest '{manifest}' not found: {exc.strerror}") from None
-
-        lo.process()  # pid 1: what /proc/self shows to programs looking through the mount
-        _host_keys(lo, expose_keys)
-
-        def run(ready: Callable[[], None]) -> None:
-            serve(lo.vfs, os.path.abspath(mountpoint), writable=not readonly, foreground=True,
-                  allow_other=allow_other, debug=debug, fsname=os.path.abspath(manifest), subtype="libos",
-                  direct_io=True,  # /proc files have no size until they are read
-                  multithreaded=True, ready=ready)  # multithreaded: a FIFO open or read may block one request
-
-        run_mount(run, mountpoint, foreground=foreground, log_file=log_file, prog="libos")
-        if not foreground:
-            click.echo(f"mounted the file view of {manifest} at {mountpoint}; unmount with "
-                       f"'pfs umount {mountpoint}'; messages go to {mount_log_path(log_file, foreground=False)}",
-                       err=True)
-    except (CliError, OSError) as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"libos: error: {exc if isinstance(exc, CliError) else describe_error(exc)}", err=True)
-        sys.exit(1)
-
-
-def _host_keys(lo, expose: bool) -> None:
-    """The keys in the mount's /dev: hidden, or (``--expose-keys``) for the mount's owner only.
-    Inside the LibOS they stay as Gramine has them."""
-    from vfs.dev import DevFs
-
-    dev = lo.vfs.mounts.at("/dev")
-    if dev is not None and isinstance(dev.fs, DevFs):
-        dev.fs.host_view(expose=expose, owner=(os.geteuid(), os.getegid()))
-
-
-cli.add_command(run_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

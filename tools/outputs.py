@@ -15,7 +15,6 @@ import contextlib
 import os
 import signal
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -93,6 +92,8 @@ def _signals_blocked() -> Iterator[None]:
 def make_temp(folder: str, prefix: str, *, directory: bool = False) -> tuple[int, str]:
     """A new temporary file (``(fd, path)``) or folder (``(-1, path)``) in ``folder``, recorded
     for :func:`remove_live_temps` until :func:`forget_temp`."""
+    import tempfile  # (its imports cost start-up; only commands that write outputs need it)
+
     with _signals_blocked():
         if directory:
             fd, path = -1, tempfile.mkdtemp(prefix=prefix, dir=folder)

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pfs.errors import PfsError
-from pfs.keys import load_key
 
-from .cli_support import CliError, FileResult, UsageProblem, describe_error, echo_error
+from .cli_support import CliError, UsageProblem, describe_error, echo_error
+from .lazy_group import LazyGroup
 from .outputs import Terminated, remove_live_temps, stop_signals
+
+if TYPE_CHECKING:
+    from .file_jobs import FileResult
 
 # ---------------------------------------------------------------------- error handling
 
@@ -51,7 +52,7 @@ def _invoke(main: Callable[..., Any], args: Sequence[str] | None, prog_name: str
         return 2
     except click.UsageError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         where = exc.ctx.command_path if exc.ctx is not None else (prog_name or "pfs")
         echo_error(f"{exc.format_message()} (see '{where} --help')")
         return 2
@@ -60,10 +61,16 @@ def _invoke(main: Callable[..., Any], args: Sequence[str] | None, prog_name: str
         return exc.exit_code
     except Exception as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         echo_error(describe_error(exc))
         return exc.code if isinstance(exc, CliError) else 1
     return rv if isinstance(rv, int) else 0
+
+
+def _print_traceback() -> None:
+    import traceback  # only --debug needs it
+
+    traceback.print_exc()
 
 
 def _echo_stopped(message: str) -> None:
@@ -82,8 +89,8 @@ class _ErrorHandlingMixin:
         return code
 
 
-class PfsGroup(_ErrorHandlingMixin, click.Group):
-    """The ``pfs`` command group."""
+class PfsGroup(_ErrorHandlingMixin, LazyGroup):
+    """The ``pfs`` command group (its subcommands are imported on first use)."""
 
 
 class PfsCommand(_ErrorHandlingMixin, click.Command):
@@ -99,11 +106,11 @@ class PfsFileCommand(PfsCommand):
             return super().invoke(ctx)
 
 
-@dataclass
 class Settings:
     """Options shared by every subcommand."""
 
-    debug: bool = False
+    def __init__(self, debug: bool = False):
+        self.debug = debug
 
 
 def _settings(ctx: click.Context, debug: bool) -> Settings:
@@ -114,6 +121,8 @@ def _settings(ctx: click.Context, debug: bool) -> Settings:
 
 def _load_key(path: str, what: str = "wrap key") -> bytes:
     """The key in file ``path``; a key-file problem is a usage error (exit status 2)."""
+    from pfs.keys import load_key
+
     try:
         return load_key(path, what=what)
     except PfsError as exc:

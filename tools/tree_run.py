@@ -10,18 +10,8 @@ from typing import Any
 
 import click
 
-from .cli_support import (
-    CliError,
-    FileJob,
-    FileResult,
-    Progress,
-    UsageProblem,
-    echo_error,
-    is_inside,
-    require_existing,
-    run_file_jobs,
-)
-from .file_ops import STDIO
+from .cli_support import STDIO, CliError, UsageProblem, echo_error, is_inside, require_existing
+from .file_jobs import FileJob, FileResult, Progress, run_file_jobs
 from .outputs import make_dirs, prune_dirs
 from .pfs_command import Settings, _print_failure, _report_failures
 from .tree_walk import Tree, report_skipped, walk_tree

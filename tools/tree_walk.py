@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 
 import click
 
-from pfs.fileio import RECOVERY_SUFFIX
-from pfs.layout import FILE_ID, FLAG_UPDATE_PENDING, OFF_FLAGS
+from pfs.layout import FILE_ID, FLAG_UPDATE_PENDING, OFF_FLAGS, RECOVERY_SUFFIX
 
 from .cli_support import echo_error, is_inside
 from .outputs import TMP_MARKER

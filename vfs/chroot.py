@@ -11,6 +11,8 @@ the VFS rewrites the paths of the moved inode and of every live inode below it. 
 from the host's ``lstat`` (refreshed on every lookup and :meth:`~HostInode.stat`), so mode,
 nlink, ids, size, blocks and times always agree with the host; ``st_ino`` is the host's, ``st_dev``
 the file system's own. An open handle keeps a host descriptor, so an unlinked file keeps working.
+Host paths longer than PATH_MAX (a long relative path of the view) are reached through
+:mod:`vfs.host_paths`.
 
 **Trusted and allowed files** (Gramine's SGX checks, for regular files opened or created below
 the mount): ``trusted`` maps host paths to the expected SHA-256 (``None``: the hash is not given,
@@ -43,6 +45,7 @@ from collections.abc import Iterable
 
 import pal
 
+from .host_paths import host
 from .node import BLOCK_SIZE, NAME_MAX, FileSystem, Handle, Inode, Stat, err
 
 log = logging.getLogger("vfs.chroot")
@@ -60,6 +63,20 @@ def _norm_host(path: str) -> str:
     is_dir = path.endswith("/")
     norm = os.path.abspath(path)
     return norm + "/" if is_dir and norm != "/" else norm
+
+
+O_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+def host_open_noatime(path: str, flags: int) -> int:
+    """``pal.host_open`` with O_NOATIME where the host permits it (the file's owner, or root):
+    the daemon's own reads (headers, hashes, pages) never move an atime a program has set."""
+    if O_NOATIME:
+        try:
+            return host.host_open(path, flags | O_NOATIME)
+        except PermissionError:
+            pass  # not the owner: an ordinary open (which may still be refused)
+    return host.host_open(path, flags)
 
 
 def _join(parent: str, name: str) -> str:
@@ -113,7 +130,7 @@ class ChrootFs(FileSystem):
 
     def _find_root(self) -> HostInode | None:
         """The inode of the mount's host root (``OSError`` if there is none)."""
-        root_stat = pal.host_stat(self.host_root)  # the mount root itself may be a host symlink
+        root_stat = host.host_stat(self.host_root)  # the mount root itself may be a host symlink
         return self.inode_for(self.host_root, root_stat, is_root=True)
 
     def root(self) -> Inode:
@@ -140,7 +157,7 @@ class ChrootFs(FileSystem):
     def lookup_host(self, path: str) -> HostInode | None:
         """The inode at host ``path`` (a fresh ``lstat``), or None if nothing is there."""
         try:
-            s = pal.host_lstat(path)
+            s = host.host_lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         return self.inode_for(path, s)
@@ -287,7 +304,7 @@ class HostInode(Inode):
         """Re-read the attributes from the host: by path while it still names this object, else
         through an open descriptor, else the last known ones with no links left."""
         try:
-            s = pal.host_stat(self.path) if self.is_root else pal.host_lstat(self.path)
+            s = host.host_stat(self.path) if self.is_root else host.host_lstat(self.path)
             if (s.st_dev, s.st_ino) == self.key:
                 self.set_host_stat(s)
                 return self._st
@@ -324,7 +341,7 @@ class HostInode(Inode):
         descriptor open on it (an unlinked or replaced file: changing its path would change
         another file), else ENOENT."""
         try:
-            s = pal.host_stat(self.path) if self.is_root else pal.host_lstat(self.path)
+            s = host.host_stat(self.path) if self.is_root else host.host_lstat(self.path)
             if (s.st_dev, s.st_ino) == self.key:
                 return self.path
         except (FileNotFoundError, NotADirectoryError):
@@ -336,18 +353,18 @@ class HostInode(Inode):
 
     def chmod(self, mode: int) -> None:
         self.fs.check_writable(self.path)
-        pal.host_chmod(self.host_ref(), mode & 0o7777)
+        host.host_chmod(self.host_ref(), mode & 0o7777)
         self.refresh()
 
     def chown(self, uid: int, gid: int) -> None:
         self.fs.check_writable(self.path)
-        pal.host_lchown(self.host_ref(), uid, gid)
+        host.host_lchown(self.host_ref(), uid, gid)
         self.refresh()
 
     def utimens(self, atime_ns: int | None, mtime_ns: int | None) -> None:
         self.fs.check_writable(self.path)
         cur = self.refresh()
-        pal.host_utime(self.host_ref(), cur.st_atime_ns if atime_ns is None else atime_ns,
+        host.host_utime(self.host_ref(), cur.st_atime_ns if atime_ns is None else atime_ns,
                        cur.st_mtime_ns if mtime_ns is None else mtime_ns)
         self.refresh()
 
@@ -385,7 +402,7 @@ class HostInode(Inode):
         it (unlinked, or replaced by another object), through a descriptor still open on it
         (``/proc/self/fd/N``, as Linux lets a process reopen a removed file)."""
         try:
-            fd: int | None = pal.host_open(self.path, mode | os.O_NOFOLLOW)
+            fd: int | None = host_open_noatime(self.path, mode | os.O_NOFOLLOW)
         except (FileNotFoundError, NotADirectoryError):
             fd = None
         if fd is not None:
@@ -401,7 +418,7 @@ class HostInode(Inode):
         if held is None:
             # the host path now names another object, or nothing
             raise err(errno.ESTALE if fd is not None else errno.ENOENT, self.path)
-        return pal.host_open(f"/proc/self/fd/{held}", mode)
+        return host_open_noatime(f"/proc/self/fd/{held}", mode)
 
     def truncate(self, size: int) -> None:
         self.fs.check_writable(self.path)
@@ -409,11 +426,11 @@ class HostInode(Inode):
         if trusted:
             raise err(errno.EACCES, self.path)
         self.fs.check_access(self.path)
-        pal.host_truncate(self.path, size)
+        host.host_truncate(self.path, size)
         self.refresh()
 
     def readlink(self) -> str:
-        return pal.host_readlink(self.path)
+        return host.host_readlink(self.path)
 
     # ------------------------------------------------------------------ directories
 
@@ -430,7 +447,7 @@ class HostInode(Inode):
             raise err(errno.ENOTDIR, self.path)
         out = []
         try:
-            names = pal.host_listdir(self.path)
+            names = host.host_listdir(self.path)
         except FileNotFoundError:
             if self.refresh().st_nlink == 0:
                 return out  # a removed folder still in use (a cwd, an open folder) lists empty, as on Linux
@@ -444,12 +461,12 @@ class HostInode(Inode):
     def _made(self, path: str, mode: int | None, uid: int, gid: int) -> HostInode:
         """The inode of a host object just made at ``path``: permission bits exactly ``mode`` (the
         host umask undone), and owned by ``uid``/``gid`` when the host process may give files away."""
-        s = pal.host_lstat(path)
+        s = host.host_lstat(path)
         if mode is not None and st.S_IMODE(s.st_mode) != mode & 0o7777:
-            pal.host_chmod(path, mode & 0o7777)
+            host.host_chmod(path, mode & 0o7777)
         if pal.host_geteuid() == 0 and (uid, gid) != (s.st_uid, s.st_gid):
-            pal.host_lchown(path, uid, gid)
-        s = pal.host_lstat(path)
+            host.host_lchown(path, uid, gid)
+        s = host.host_lstat(path)
         self.refresh()
         return self.fs.inode_for(path, s)
 
@@ -459,48 +476,48 @@ class HostInode(Inode):
         if self.fs.trusted_digest(path)[0]:
             raise err(errno.EACCES, path)
         self.fs.check_access(path, creating=True)
-        fd = pal.host_open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, mode & 0o7777)
+        fd = host.host_open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, mode & 0o7777)
         pal.host_close(fd)
         return self._made(path, mode, uid, gid)
 
     def mkdir(self, name: str, mode: int, uid: int, gid: int) -> Inode:
         path = self._child_path(name)
         self.fs.check_writable(path)
-        pal.host_mkdir(path, mode & 0o7777)
+        host.host_mkdir(path, mode & 0o7777)
         return self._made(path, mode, uid, gid)
 
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Inode:
         path = self._child_path(name)
         self.fs.check_writable(path)
-        pal.host_symlink(target, path)
+        host.host_symlink(target, path)
         return self._made(path, None, uid, gid)
 
     def mknod(self, name: str, mode: int, uid: int, gid: int) -> Inode:
         path = self._child_path(name)
         self.fs.check_writable(path)
-        if not st.S_ISFIFO(mode):
-            raise err(errno.EPERM, path)
-        pal.host_mkfifo(path, mode & 0o7777)
+        if not (st.S_ISFIFO(mode) or st.S_ISSOCK(mode)):
+            raise err(errno.EPERM, path)  # device nodes are not made on the host (Gramine's rule)
+        host.host_mknod(path, st.S_IFMT(mode) | (mode & 0o7777))
         return self._made(path, mode, uid, gid)
 
     def link(self, name: str, inode: Inode) -> None:
         path = self._child_path(name)
         self.fs.check_writable(path)
         assert isinstance(inode, HostInode)
-        pal.host_link(inode.path, path)
+        host.host_link(inode.path, path)
         self.refresh()
         inode.refresh()
 
     def unlink(self, name: str) -> None:
         path = self._child_path(name)
         self.fs.check_writable(path)
-        pal.host_unlink(path)
+        host.host_unlink(path)
         self.refresh()
 
     def rmdir(self, name: str) -> None:
         path = self._child_path(name)
         self.fs.check_writable(path)
-        pal.host_rmdir(path)
+        host.host_rmdir(path)
         self.refresh()
 
     def rename(self, name: str, new_dir: Inode, new_name: str) -> None:
@@ -508,7 +525,7 @@ class HostInode(Inode):
         src = self._child_path(name)
         dst = new_dir._child_path(new_name)
         self.fs.check_writable(src)
-        pal.host_rename(src, dst)
+        host.host_rename(src, dst)
         self.fs.moved(src, dst)
         self.refresh()
         new_dir.refresh()

@@ -58,7 +58,7 @@ from pfs.layout import KEY_SIZE, NODE_SIZE
 from pfs.paths import normalize_bound_path
 from pfs.protected_file import ProtectedFile
 
-from .chroot import ChrootFs, HostInode
+from .chroot import ChrootFs, HostInode, host_open_noatime
 from .node import Handle, Inode, Stat, err
 
 log = logging.getLogger("vfs.encrypted")
@@ -221,11 +221,11 @@ class EncryptedFs(ChrootFs):
             key = self.key(host_path)
         host_writable = writable or (self.enable_recovery and not self.readonly)
         try:
-            host = pal.HostFile(host_path, writable=host_writable)
+            host = _host_file(host_path, writable=host_writable)
         except PermissionError:
             if writable:
                 raise
-            host = pal.HostFile(host_path)
+            host = _host_file(host_path, writable=False)
         journal = None
         try:
             if identity is not None:
@@ -295,7 +295,7 @@ class EncryptedFs(ChrootFs):
         if not self.keys.is_set(self.key_name):
             return s.st_size
         try:
-            host = pal.HostFile(inode.path)
+            host = _host_file(inode.path, writable=False)
         except OSError:
             return s.st_size
         try:
@@ -338,6 +338,13 @@ class EncryptedFs(ChrootFs):
 
     def describe(self) -> str:
         return "file:" + self.uri_path
+
+
+def _host_file(path: str, *, writable: bool) -> pal.HostFile:
+    """A protected file's host file, opened with O_NOATIME where permitted (reading its header
+    for a stat must not move the atime a program set)."""
+    fd = host_open_noatime(path, os.O_RDWR if writable else os.O_RDONLY)
+    return pal.HostFile.from_fd(fd, path, writable=writable)
 
 
 def _size_key(inode: HostInode, s: Stat) -> tuple[int, ...]:
@@ -578,7 +585,10 @@ class EncryptedHandle(Handle):
         return self.inode.call(ProtectedFile.write, offset, data)
 
     def truncate(self, size: int) -> None:
+        """``ftruncate``: mtime and ctime change at once, as on Linux (the host file's times are
+        the file's: the change is written out now, not at the next flush)."""
         self.inode.call(ProtectedFile.truncate, size)
+        self.inode.utimens(None, pal.time_ns())
 
     def size(self) -> int:
         return self.inode.call(lambda pf: pf.size)

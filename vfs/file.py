@@ -34,6 +34,17 @@ def dirent_type(mode: int) -> int:
             st.S_IFREG: DT_REG, st.S_IFLNK: DT_LNK, st.S_IFSOCK: DT_SOCK}.get(fmt, DT_UNKNOWN)
 
 
+def kill_setid(inode: Inode) -> None:
+    """Clear the set-id bits a write, truncate or chown removes: S_ISUID, and S_ISGID when the
+    file is group-executable (Linux's ``should_remove_suid``)."""
+    mode = inode.mode
+    kill = mode & st.S_ISUID
+    if mode & (st.S_ISGID | st.S_IXGRP) == st.S_ISGID | st.S_IXGRP:
+        kill |= st.S_ISGID
+    if kill:
+        inode.chmod(mode & 0o7777 & ~kill)
+
+
 class OpenFile:
     """One open file description."""
 
@@ -51,6 +62,9 @@ class OpenFile:
         self.refs = 1
         self.closed = False
         self._dir_snapshot: list[tuple[str, int, int]] | None = None
+        # opened by a user without CAP_FSETID (not root): its writes clear the set-id bits (the
+        # opener's identity stands for the writer's, which the description doesn't know)
+        self.kills_setid = False
         self.inode.open_count += 1
 
     # ------------------------------------------------------------------ bookkeeping
@@ -152,6 +166,7 @@ class OpenFile:
             return self.handle.write(0, data)
         if not len(data):
             return 0  # before any O_APPEND positioning, as Linux
+        self._kill_setid()
         with self.inode.lock, self.lock:
             if self.flags & os.O_APPEND:
                 self.offset = self.handle.size()
@@ -167,6 +182,8 @@ class OpenFile:
         if self.pipe is not None:
             raise err(errno.ESPIPE)
         assert self.handle is not None
+        if len(data):
+            self._kill_setid()
         with self.inode.lock:
             # Linux quirk kept: with O_APPEND, pwrite appends whatever the offset
             where = self.handle.size() if self.flags & os.O_APPEND else offset
@@ -216,9 +233,16 @@ class OpenFile:
         if size < 0:
             raise err(errno.EINVAL)
         assert self.handle is not None
+        self._kill_setid()
         with self.inode.lock:
             self.handle.truncate(size)
         self.inode.touch(mtime=True, ctime=True)
+
+    def _kill_setid(self) -> None:
+        """Before a write or truncate by an unprivileged opener: clear S_ISUID, and S_ISGID when
+        group-executable (without it the bit means mandatory locking), as Linux does."""
+        if self.kills_setid and self.inode.is_reg:
+            kill_setid(self.inode)
 
     def fsync(self) -> None:
         if self.flags & O_PATH:

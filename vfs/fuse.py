@@ -10,8 +10,11 @@ hidden name from the open handles, so nothing is ever left in the user's folder,
 crash. Stopping on a signal and the session's errors are :mod:`vfs.fuse_session`.
 The kernel's page cache is used where that is safe: attributes and entries (names that don't
 exist too) are cached for a second, file data is kept across opens (``kernel_cache``: only
-this daemon changes the files), and a writable mount enables the writeback cache, which
-batches small writes.
+this daemon changes the files; with ``keep_cache=False``, for views of host folders, only while
+the file's size and mtime are unchanged), and a writable mount enables the writeback cache, which
+batches small writes. Files whose ``st_size`` doesn't tell how much they hold (generated ones:
+``/proc``, ``/dev/attestation``) are served with direct I/O, each on its own; every other file
+goes through the page cache, so shared and private ``mmap`` work on every mount type.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from collections.abc import Callable
 from typing import Any
 
 from .file import OpenFile
+from .fuse_caller import caller_groups, only_clears_setid, time_arg
+from .fuse_links import LinkNames
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
-from .node import Stat, err
-from .vfs import VFS, Location
+from .node import UTIME_NOW, Stat, TimeArg, err
+from .vfs import VFS, Context, Location
 
 log = logging.getLogger("vfs.fuse")
 
@@ -95,16 +100,18 @@ def _attrs(s: Stat) -> dict[str, Any]:
 
 
 class FuseBridge:
-    """``mfusepy`` operations over a VFS, as root of that VFS (the kernel checks permissions:
-    mounts use ``default_permissions``)."""
+    """``mfusepy`` operations over a VFS, each served as the calling process: new objects get
+    its uid and gid, and the VFS checks permissions against its uid, gid and supplementary
+    groups (the kernel checks them too: mounts use ``default_permissions``)."""
 
     use_ns = True
 
     def __init__(self, vfs: VFS, *, writable: bool = True, writeback_cache: bool = True,
-                 attr_timeout: float = 1.0, direct_io: bool = False):
+                 attr_timeout: float = 1.0, direct_io: bool = False, keep_cache: bool = True):
         self.vfs = vfs
-        self.direct_io = direct_io
-        self.ctx = vfs.context("/", umask=0)
+        self.direct_io = direct_io  # every file, not only generated ones (see needs_direct_io)
+        self.keep_cache = keep_cache and not direct_io
+        self.root_ctx = vfs.context("/", umask=0, limit_paths=False)
         self.writable = writable
         self.writeback = writeback_cache and writable
         self.attr_timeout = attr_timeout
@@ -116,9 +123,11 @@ class FuseBridge:
         self._lock = threading.Lock()
         self.call_fh = threading.local()  # the handle of a chmod/chown/utimens call (mfusepy drops it)
         self.owner = os.geteuid()  # the mount's owner: the only user who may open owner-only files
-        self.caller_uid: Callable[[], int] = os.geteuid  # uid of the request being served (set by serve)
+        # (uid, gid, pid) of the request being served (set by serve; None: served as root)
+        self.caller: Callable[[], tuple[int, int, int]] | None = None
         self.on_init: Callable[[], None] | None = None  # called once the session runs (set by serve)
         self.on_destroy: Callable[[], None] | None = None  # called when libfuse destroys it (set by serve)
+        self.links = LinkNames()  # other names of hard-linked files, invalidated when one changes
         self.failures: list[str] = []  # writes lost where no program may hear of it: write-back, last closes, unmount
         if not writable:
             # nothing to push at close: without a flush callback the kernel stops sending FLUSH
@@ -132,7 +141,9 @@ class FuseBridge:
         # libfuse renames an open file it is told to remove to a hidden name, which keeps a
         # path for later requests on it (fstat): see _hide
         config.hard_remove = 0
-        config.kernel_cache = 0 if self.direct_io else 1
+        config.kernel_cache = 1 if self.keep_cache else 0
+        # without kernel_cache: the cached data is kept at open while size and mtime are the same
+        config.auto_cache = 0 if self.keep_cache or self.direct_io else 1
         config.direct_io = 1 if self.direct_io else 0
         # calls on an open file may come without a path (an unlinked file has none)
         config.nullpath_ok = 1
@@ -154,6 +165,7 @@ class FuseBridge:
         """Unmount: fsync and close every file still open (the kernel never releases them when
         the session ends on a signal) and sync the file systems. What fails is logged and kept in
         :attr:`failures`."""
+        self.links.stop()
         if self.on_destroy is not None:
             self.on_destroy()
         with self._lock:
@@ -216,6 +228,24 @@ class FuseBridge:
             raise
         return file
 
+    def caller_uid(self) -> int:
+        """The uid of the request being served."""
+        return self.caller()[0] if self.caller is not None else os.geteuid()
+
+    @property
+    def ctx(self) -> Context:
+        """The VFS context of the request being served: the caller's ids (the kernel has applied
+        its umask already). Groups are read only for an unprivileged caller (root passes every
+        check)."""
+        if self.caller is None:
+            return self.root_ctx
+        uid, gid, pid = self.caller()
+        if uid == 0 and gid == 0:
+            return self.root_ctx
+        root = self.root_ctx.root
+        return Context(root=root, cwd=root, uid=uid, gid=gid, groups=caller_groups(pid) if uid else (), umask=0,
+                       limit_paths=False)
+
     def _check_write(self) -> None:
         if not self.writable:
             raise err(errno.EROFS)
@@ -244,7 +274,13 @@ class FuseBridge:
         hidden = self._hidden_file(path)
         if hidden is not None:
             return hidden.stat()
-        return self.vfs.stat(self.ctx, path, follow=False)
+        s = self.vfs.stat(self.ctx, path, follow=False)
+        self.links.seen((s.st_dev, s.st_ino), s.st_nlink, path)
+        return s
+
+    def _changed(self, inode: Any, path: str | None) -> None:
+        """``inode`` changed through ``path``: its other names' kernel caches are stale."""
+        self.links.changed((inode.fs.dev, inode.ino), path)
 
     # ------------------------------------------------------------------ unlinked open files
 
@@ -283,6 +319,9 @@ class FuseBridge:
             return hidden
         raise err(errno.EBADF)
 
+    # chmod, chown and utimens name the object itself: the kernel has followed what it had to
+    # follow, so a symlink here is the link (lchown, utimensat with AT_SYMLINK_NOFOLLOW)
+
     def _path_or_handle(self, path: str | None) -> str | None:
         """``path``, or None when the call is on an open file: path-less, or on a hidden name
         (then :meth:`_handle_file` finds an open handle of it)."""
@@ -297,39 +336,53 @@ class FuseBridge:
     def chmod(self, path: str | None, mode: int) -> int:
         self._check_write()
         path = self._path_or_handle(path)
+        ctx = self.ctx
         if path is None:
-            self._handle_file().inode.chmod(mode)
+            inode = self._handle_file().inode
         else:
-            self.vfs.chmod(self.ctx, path, mode)
+            inode = self.vfs.lookup(ctx, path, follow=False).inode
+            if not only_clears_setid(inode.mode, mode):
+                self.vfs.chmod(ctx, path, mode, follow=False)
+                self._changed(inode, path)
+                return 0
+        if not only_clears_setid(inode.mode, mode):
+            mode = self.vfs.chmod_mode(ctx, inode, mode)
+        # the kernel has checked it: the owner's fchmod, or its own clearing of the set-id bits
+        # after a write or chown by another user, which Linux does whoever writes
+        inode.chmod(mode)
+        self._changed(inode, path)
         return 0
 
     def chown(self, path: str | None, uid: int, gid: int) -> int:
         self._check_write()
         path = self._path_or_handle(path)
         if path is None:
-            self._handle_file().inode.chown(uid, gid)
+            inode = self._handle_file().inode
+            self.vfs.check_chown(self.ctx, inode, uid, gid)
+            inode.chown(uid, gid)
         else:
-            self.vfs.chown(self.ctx, path, uid, gid)
+            inode = self.vfs.lookup(self.ctx, path, follow=False).inode
+            self.vfs.chown(self.ctx, path, uid, gid, follow=False)
+        self._changed(inode, path)
         return 0
 
-    def utimens(self, path: str | None, times: tuple[int, int] | None = None) -> int:
+    def utimens(self, path: str | None, times: tuple[TimeArg, TimeArg] | None = None) -> int:
+        """``utimensat``: each time in ns, ``UTIME_NOW`` or None (omitted); no times: both now.
+        The kernel sends "mtime now" after an ``ftruncate`` by a writer too: times that are
+        only "now" need ownership or write permission (``now_is_touch``)."""
         self._check_write()
-        if times is None:
-            now = self.vfs_clock()
-            times = (now, now)
+        atime, mtime = (UTIME_NOW, UTIME_NOW) if times is None else times
         path = self._path_or_handle(path)
         if path is None:
+            inode = self._handle_file().inode
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
-                self._handle_file().inode.utimens(times[0], times[1])
+                self.vfs.set_times(self.ctx, inode, atime, mtime, now_is_touch=True)
         else:
-            self.vfs.utimens(self.ctx, path, times[0], times[1])
+            loc = self.vfs.lookup(self.ctx, path, follow=False)
+            inode = loc.inode
+            self.vfs.set_times(self.ctx, inode, atime, mtime, path, readonly=loc.mount.readonly, now_is_touch=True)
+        self._changed(inode, path)
         return 0
-
-    @staticmethod
-    def vfs_clock() -> int:
-        from pal import time_ns
-
-        return time_ns()
 
     def statfs(self, path: str) -> dict[str, int]:
         return self.vfs.statfs(self.ctx, path)
@@ -377,9 +430,11 @@ class FuseBridge:
         loc = self._dirs.get(fh)
         base = (loc.path if loc is not None else path or "/").rstrip("/")
         try:
-            return self.vfs.stat(self.ctx, f"{base}/{name}", follow=False)
+            s = self.vfs.stat(self.ctx, f"{base}/{name}", follow=False)
         except OSError:
             return None
+        self.links.seen((s.st_dev, s.st_ino), s.st_nlink, f"{base}/{name}")
+        return s
 
     def mkdir(self, path: str, mode: int) -> int:
         self._check_write()
@@ -401,7 +456,9 @@ class FuseBridge:
         name = self._hidden_name(path)
         if name is not None and self._hidden.pop(name, None) is not None:
             return 0  # the last close of a hidden file: it was unlinked already
+        inode = self.vfs.lookup(self.ctx, path, follow=False).inode
         self.vfs.unlink(self.ctx, path)
+        self._changed(inode, path)
         return 0
 
     def rename(self, old: str, new: str) -> int:
@@ -410,6 +467,7 @@ class FuseBridge:
             self._hide(old, self._hidden_name(new))  # type: ignore[arg-type]
         else:
             self.vfs.rename(self.ctx, old, new)
+            self.links.renamed(old, new)
         return 0
 
     def _is_hide_rename(self, old: str, new: str) -> bool:
@@ -443,6 +501,12 @@ class FuseBridge:
         """``ln source target``."""
         self._check_write()
         self.vfs.link(self.ctx, source, target)
+        inode = self.vfs.lookup(self.ctx, target, follow=False).inode
+        key = (inode.fs.dev, inode.ino)
+        # the kernel takes the new name for another file (libfuse's nodes are paths): it doesn't
+        # know that the source's link count changed
+        self.links.seen(key, 2, source)
+        self.links.changed(key, target)
         return 0
 
     # ------------------------------------------------------------------ files
@@ -461,6 +525,14 @@ class FuseBridge:
             return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags)))
         return self._add(self._owner_check(self.vfs.open(self.ctx, path, self._open_flags(flags))))
 
+    def needs_direct_io(self, fh: int) -> bool:
+        """Whether the file open as ``fh`` must bypass the page cache: its ``st_size`` is not
+        what it holds (generated files report 0, as on Linux), so the kernel would read nothing."""
+        file = self._files.get(fh)
+        if file is None or file.handle is None or not file.inode.is_reg:
+            return False
+        return file.handle.size() != file.inode.stat().st_size
+
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
         return self._file(fh).pread(size, offset)
 
@@ -471,7 +543,11 @@ class FuseBridge:
     def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
         file = self._file(fh)
         try:
-            return file.pwrite(data, offset)
+            n = file.pwrite(data, offset)
+            if file.inode.nlink > 1:  # see vfs.fuse_links: notified after the reply, waited for at close
+                self.links.changed((file.inode.fs.dev, file.inode.ino), file.path, wait=False)
+                file.links_changed = True  # type: ignore[attr-defined]
+            return n
         except OSError as exc:
             if self.writeback:  # the kernel's write-back: at best the program sees EIO at close
                 self._failed(f"writing {file.path} failed", exc)
@@ -481,18 +557,24 @@ class FuseBridge:
         self._check_write()
         hidden = self._hidden_file(path) if path is not None else None
         if fh is not None and fh in self._files:
-            self._files[fh].truncate(length)
+            file = self._files[fh]
+            file.truncate(length)
+            self._changed(file.inode, path or file.path)
         elif hidden is not None:
             hidden.truncate(length)
         elif path is None:
             raise err(errno.EBADF)
         else:
             self.vfs.truncate(self.ctx, path, length)
+            self._changed(self.vfs.lookup(self.ctx, path).inode, path)
         return 0
 
     def flush(self, path: str | None, fh: int) -> int:
         """``close()`` of a descriptor: push the file's changes to the host (no fsync)."""
         file = self._files.get(fh)
+        if file is not None and getattr(file, "links_changed", False):
+            file.links_changed = False  # type: ignore[attr-defined]
+            self._changed(file.inode, file.path)
         if file is not None and file.handle is not None and file.writable:
             try:
                 file.handle.flush()
@@ -540,11 +622,14 @@ class FuseBridge:
 
 def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
           debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
-          direct_io: bool = False, multithreaded: bool = False, ready: Callable[[], None] | None = None) -> None:
+          direct_io: bool = False, keep_cache: bool = True, multithreaded: bool = False,
+          ready: Callable[[], None] | None = None) -> None:
     """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks).
 
-    ``direct_io`` bypasses the kernel's page cache: needed when the VFS has files whose size
-    isn't known before they are read (/proc), at the cost of caching and of shared mmap.
+    ``direct_io`` bypasses the kernel's page cache for every file (files whose size isn't known
+    before they are read, /proc's, always bypass it), at the cost of caching and of shared mmap.
+    ``keep_cache=False`` keeps a file's cached data at open only while its size and mtime are
+    unchanged: for views of host folders, which others may change behind the mount's back.
     ``multithreaded`` serves requests from several libfuse threads: needed when a request may
     block (FIFOs, pipes); otherwise one thread is faster (the threads only contend for the GIL:
     measured 1.3-1.8x on sequential I/O). ``ready`` is called once the mount is up.
@@ -558,8 +643,8 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     if not mountpoint.startswith("/dev/fd/"):  # "/dev/fd/N": mounted already, on a device the caller opened
         check_fuse_device()
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
-                        direct_io=direct_io)
-    bridge.caller_uid = lambda: mfusepy.fuse_get_context()[0]
+                        direct_io=direct_io, keep_cache=keep_cache)
+    bridge.caller = mfusepy.fuse_get_context
     stopper = SignalStop(mountpoint, bridge.open_for_writing) \
         if threading.current_thread() is threading.main_thread() else None
 
@@ -569,6 +654,9 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         def exit_session() -> None:
             mfusepy._libfuse.fuse_exit(fuse_ptr)
 
+        invalidate = mfusepy._libfuse.fuse_invalidate_path
+        invalidate.argtypes, invalidate.restype = [ctypes.c_void_p, ctypes.c_char_p], ctypes.c_int
+        bridge.links.start(lambda path: invalidate(fuse_ptr, path.encode(errors="surrogateescape")))
         if stopper is not None and stopper.started(exit_session):
             exit_session()  # a stop signal came while mounting
         if ready is not None:
@@ -637,6 +725,15 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             # as mfusepy's, without its inspect.signature() call per file
             fi = fip.contents
             fi.fh = bridge.create(path.decode(self.encoding, self.errors), mode, fi.flags)
+            if bridge.needs_direct_io(fi.fh):
+                fi.direct_io = 1
+            return 0
+
+        def open(self, path, fip):
+            fi = fip.contents
+            fi.fh = bridge.open(path.decode(self.encoding, self.errors), fi.flags)
+            if bridge.needs_direct_io(fi.fh):
+                fi.direct_io = 1
             return 0
 
         def truncate_fuse_3(self, path, length, fip):
@@ -645,7 +742,12 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
             return bridge.truncate(name, length, fh)
 
         def utimens_fuse_3(self, path, buf, fip):
-            return self._with_fh(fip, lambda: super(Fuse, self).utimens_fuse_3(path, buf, fip))
+            """As mfusepy's, with libfuse's UTIME_NOW and UTIME_OMIT markers understood."""
+            times = None
+            if buf:
+                times = (time_arg(buf.contents.actime), time_arg(buf.contents.modtime))
+            name = None if path is None else path.decode(self.encoding, self.errors)
+            return self._with_fh(fip, lambda: bridge.utimens(name, times))
 
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
     with stopper or contextlib.nullcontext():

@@ -24,6 +24,17 @@ NAME_MAX = 255
 PATH_MAX = 4096
 
 
+class _Now:
+    """The type of :data:`UTIME_NOW`."""
+
+    def __repr__(self) -> str:
+        return "UTIME_NOW"
+
+
+UTIME_NOW: Any = _Now()  # a time argument of utimens: "the current time" (Linux's UTIME_NOW)
+TimeArg = Any  # a time argument: ns since the epoch, UTIME_NOW, or None (UTIME_OMIT: unchanged)
+
+
 def err(code: int, path: str | None = None) -> OSError:
     """An ``OSError`` for ``code`` with the kernel's message (and the path, when given)."""
     if path is None:

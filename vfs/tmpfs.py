@@ -1,5 +1,5 @@
 """tmpfs: an in-memory file system with full semantics (files, folders, symlinks, hard links,
-FIFOs), shared by every process of one LibOS.
+FIFOs, sockets' names), shared by every process of one LibOS.
 
 **Size limit.** File contents are real memory (no sparse files), so a tmpfs holds at most
 ``size_limit`` bytes of file data: by default half of the host's memory, as Linux's tmpfs. A
@@ -203,7 +203,7 @@ class TmpSymlink(Inode):
 
 
 class TmpSpecial(Inode):
-    """A FIFO (or other special file): the VFS gives it its behaviour."""
+    """A FIFO or a socket's name: the VFS (and, through FUSE, the kernel) gives it its behaviour."""
 
     def blocks(self, size: int) -> int:
         return 0

@@ -13,9 +13,11 @@ import stat as st
 import weakref
 from dataclasses import dataclass
 
-from .file import O_ACCMODE, O_PATH, OpenFile, dirent_type
+from pal import time_ns
+
+from .file import O_ACCMODE, O_PATH, OpenFile, dirent_type, kill_setid
 from .mount import Mount, MountTable
-from .node import NAME_MAX, PATH_MAX, Inode, Stat, err
+from .node import NAME_MAX, PATH_MAX, UTIME_NOW, Inode, Stat, TimeArg, err
 
 MAXSYMLINKS = 40
 O_NOFOLLOW = os.O_NOFOLLOW
@@ -52,6 +54,9 @@ class Context:
     gid: int = 0
     groups: tuple[int, ...] = ()
     umask: int = 0o022
+    # paths are the caller's (limited to PATH_MAX as Linux's); False for paths the FUSE bridge
+    # is given, which join the caller's relative path to its cwd (the kernel limited the former)
+    limit_paths: bool = True
 
 
 @dataclass
@@ -123,14 +128,14 @@ class VFS:
 
     # ================================================================== path walk
 
-    def _check_name(self, path: str) -> None:
+    def _check_name(self, ctx: Context, path: str) -> None:
         if not isinstance(path, str):
             raise TypeError("path must be str")
         if "\0" in path:
             raise ValueError("embedded null byte")
         if path == "":
             raise err(errno.ENOENT, path)
-        if len(path.encode(errors="surrogateescape")) >= PATH_MAX:
+        if ctx.limit_paths and len(path.encode(errors="surrogateescape")) >= PATH_MAX:
             raise err(errno.ENAMETOOLONG, path)
 
     def _child(self, ctx: Context, cur: Location, name: str, path: str) -> Location:
@@ -200,7 +205,7 @@ class VFS:
 
     def lookup(self, ctx: Context, path: str, *, follow: bool = True) -> Location:
         """Resolve ``path`` completely (``follow``: also a final symlink)."""
-        self._check_name(path)
+        self._check_name(ctx, path)
         names = _split(path)
         trailing = path.endswith("/")
         walk = self._start(ctx, path)
@@ -215,7 +220,7 @@ class VFS:
 
     def lookup_parent(self, ctx: Context, path: str) -> tuple[Location, str, bool]:
         """Resolve every component but the last: (parent directory, last name, trailing slash)."""
-        self._check_name(path)
+        self._check_name(ctx, path)
         names = _split(path)
         walk = self._start(ctx, path)
         if not names:
@@ -270,22 +275,67 @@ class VFS:
         self._writable_mount(loc, path)
         if ctx.uid not in (0, loc.inode.uid):
             raise err(errno.EPERM, path)
-        loc.inode.chmod(mode)
+        loc.inode.chmod(self.chmod_mode(ctx, loc.inode, mode))
+
+    def in_group(self, ctx: Context, gid: int) -> bool:
+        """Whether ``gid`` is the context's group or one of its supplementary groups."""
+        return gid == ctx.gid or gid in ctx.groups
+
+    def chmod_mode(self, ctx: Context, inode: Inode, mode: int) -> int:
+        """The mode ``chmod(mode)`` by ``ctx`` sets: Linux drops S_ISGID when an unprivileged
+        caller is not in the file's group."""
+        if ctx.uid != 0 and mode & st.S_ISGID and not self.in_group(ctx, inode.gid):
+            mode &= ~st.S_ISGID
+        return mode
 
     def chown(self, ctx: Context, path: str, uid: int, gid: int, *, follow: bool = True) -> None:
+        """``chown``/``lchown`` (-1 leaves an id as it is): root gives files away; an owner may
+        only change the group, to one of its own (Linux's rules)."""
         loc = self.lookup(ctx, path, follow=follow)
         self._writable_mount(loc, path)
-        if ctx.uid != 0:
-            raise err(errno.EPERM, path)
+        self.check_chown(ctx, loc.inode, uid, gid, path)
+        if loc.inode.is_reg:
+            kill_setid(loc.inode)  # Linux: whoever chowns, root included, even to -1/-1
         loc.inode.chown(uid, gid)
 
-    def utimens(self, ctx: Context, path: str, atime_ns: int | None, mtime_ns: int | None, *,
-                follow: bool = True) -> None:
-        loc = self.lookup(ctx, path, follow=follow)
-        self._writable_mount(loc, path)
-        if ctx.uid not in (0, loc.inode.uid):
+    def check_chown(self, ctx: Context, inode: Inode, uid: int, gid: int, path: str | None = None) -> None:
+        """EPERM unless ``ctx`` may set these ids (see :meth:`chown`)."""
+        if ctx.uid == 0:
+            return
+        if uid not in (-1, inode.uid) or ctx.uid != inode.uid:
             raise err(errno.EPERM, path)
-        loc.inode.utimens(atime_ns, mtime_ns)
+        if gid not in (-1, inode.gid) and not self.in_group(ctx, gid):
+            raise err(errno.EPERM, path)
+
+    def utimens(self, ctx: Context, path: str, atime_ns: TimeArg, mtime_ns: TimeArg, *,
+                follow: bool = True, now_is_touch: bool = False) -> None:
+        """``utimensat``: each time in ns, :data:`UTIME_NOW` or None (``UTIME_OMIT``); see
+        :meth:`set_times`."""
+        loc = self.lookup(ctx, path, follow=follow)
+        self.set_times(ctx, loc.inode, atime_ns, mtime_ns, path, readonly=loc.mount.readonly,
+                       now_is_touch=now_is_touch)
+
+    def set_times(self, ctx: Context, inode: Inode, atime_ns: TimeArg, mtime_ns: TimeArg,
+                  path: str | None = None, *, readonly: bool = False, now_is_touch: bool = False) -> None:
+        """Set the times of ``inode`` as ``utimensat`` does, with Linux's checks: both omitted
+        changes nothing; both "now" needs ownership or write permission; any explicit time
+        needs ownership (root passes). ``now_is_touch``: one "now" and one omitted time count
+        as a touch too (what the kernel asks of a FUSE file system after ``ftruncate``)."""
+        if atime_ns is None and mtime_ns is None:
+            return
+        if readonly:
+            raise err(errno.EROFS, path)
+        if ctx.uid not in (0, inode.uid):
+            if now_is_touch:
+                touch = all(t is UTIME_NOW or t is None for t in (atime_ns, mtime_ns))
+            else:
+                touch = atime_ns is UTIME_NOW and mtime_ns is UTIME_NOW
+            if not touch:
+                raise err(errno.EPERM, path)
+            self._require(ctx, inode, W_OK, path)
+        now = time_ns() if UTIME_NOW in (atime_ns, mtime_ns) else 0
+        inode.utimens(now if atime_ns is UTIME_NOW else atime_ns,  # type: ignore[arg-type]
+                      now if mtime_ns is UTIME_NOW else mtime_ns)  # type: ignore[arg-type]
 
     def readlink(self, ctx: Context, path: str) -> str:
         loc = self.lookup(ctx, path, follow=False)
@@ -304,6 +354,8 @@ class VFS:
             raise err(errno.EINVAL, path)
         self._writable_mount(loc, path)
         self._require(ctx, loc.inode, W_OK, path)
+        if ctx.uid != 0:
+            kill_setid(loc.inode)
         with loc.inode.lock:
             loc.inode.truncate(size)
         loc.inode.touch(mtime=True, ctime=True)
@@ -357,14 +409,16 @@ class VFS:
         parent.inode.mkdir(name, perm, ctx.uid, self._new_gid(ctx, parent))
 
     def mknod(self, ctx: Context, path: str, mode: int) -> None:
-        """Create a FIFO (``mode`` with S_IFIFO) or a regular file (S_IFREG or no type)."""
+        """Create a FIFO (``mode`` with S_IFIFO), a socket's name (S_IFSOCK: what ``bind()`` of an
+        AF_UNIX socket makes) or a regular file (S_IFREG or no type). Device nodes give EPERM
+        (Gramine's rule: no mount type holds them)."""
         parent, name, trailing = self.lookup_parent(ctx, path)
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
         if trailing:
             raise err(errno.ENOENT, path)
         kind = st.S_IFMT(mode) or st.S_IFREG
-        if kind not in (st.S_IFREG, st.S_IFIFO):
+        if kind not in (st.S_IFREG, st.S_IFIFO, st.S_IFSOCK):
             raise err(errno.EPERM, path)
         target = self._absent_root(parent, name)
         if target is not None:
@@ -385,6 +439,8 @@ class VFS:
     def symlink(self, ctx: Context, target: str, path: str) -> None:
         if target == "":
             raise err(errno.ENOENT, path)
+        if len(target.encode(errors="surrogateescape")) >= PATH_MAX:
+            raise err(errno.ENAMETOOLONG, path)
         parent, name, trailing = self.lookup_parent(ctx, path)
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
@@ -585,9 +641,14 @@ class VFS:
             raise err(errno.EROFS, path)
         if inode.is_fifo:
             return self._open_fifo(loc, flags)
+        if st.S_ISSOCK(inode.mode):
+            raise err(errno.ENXIO, path)  # a socket is reached by connect(), never opened
         handle = inode.open(flags)
+        kills_setid = ctx.uid != 0
         try:
             if flags & os.O_TRUNC and inode.is_reg and handle.size():
+                if kills_setid:
+                    kill_setid(inode)
                 with inode.lock:
                     # a read-only handle can't truncate (host descriptors): the inode can
                     (inode.truncate if acc in (os.O_RDONLY, O_ACCMODE) else handle.truncate)(0)
@@ -595,7 +656,9 @@ class VFS:
         except BaseException:
             handle.close()
             raise
-        return OpenFile(loc, flags, handle)
+        file = OpenFile(loc, flags, handle)
+        file.kills_setid = kills_setid
+        return file
 
     def _open_fifo(self, loc: Location, flags: int) -> OpenFile:
         pipe = self.fifo_pipe(loc.inode)

@@ -1,4 +1,4 @@
-"""``pfs mount`` and ``pfs umount``: a folder of encrypted files as a plaintext FUSE mount.
+"""``pfs mount``: a folder of encrypted files as a plaintext FUSE mount (``pfs umount`` ends it).
 
 The daemon's life cycle (fork, signals, log) is :mod:`tools.mounting`; the file system served is
 :mod:`vfs.encrypted` through :mod:`vfs.fuse`.
@@ -19,8 +19,8 @@ from pfs.paths import normalize_bound_path
 from pfs.protected_file import ProtectedFile
 from pfs.storage import BorrowedStorage
 
-from .cli_support import CliError
-from .pfs_command import PfsCommand, _load_key, _settings, debug_option, wrap_key_option
+from ..cli_support import CliError
+from ..pfs_command import PfsCommand, _load_key, _settings, debug_option, wrap_key_option
 
 
 def _first_pfs_file(root: str, limit: int = 200) -> str | None:
@@ -81,12 +81,13 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
           foreground: bool, allow_other: bool, recovery: bool, log_file: str | None, debug: bool) -> int:
     """Mount a folder of encrypted files at MOUNTPOINT (FUSE): plaintext view, read-only unless --rw."""
     settings = _settings(ctx, debug)
+    # (here, not at the top: `pfs mount --help` and usage errors need none of them)
     from vfs.encrypted import EncryptedFs, KeyStore
     from vfs.fuse import load_mfusepy, serve
     from vfs.mount import MountTable
     from vfs.vfs import VFS
 
-    from .mounting import check_mountpoint, run_mount
+    from ..mounting import check_mountpoint, run_mount
 
     key = _load_key(wrap_key)
     if not os.path.isdir(encdir):
@@ -124,22 +125,8 @@ def mount(ctx: click.Context, wrap_key: str, encdir: str, mountpoint: str, rw: b
 
 
 def _say_mounted(encdir: str, mountpoint: str, rw: bool, log_file: str | None) -> None:
-    from .mounting import mount_log_path
+    from ..mounting import mount_log_path
 
     click.echo(f"mounted {encdir} at {mountpoint} ({'read-write' if rw else 'read-only'}); "
                f"unmount with 'pfs umount {mountpoint}'; messages go to {mount_log_path(log_file, foreground=False)}",
                err=True)
-
-
-@click.command("umount", cls=PfsCommand)
-@click.argument("mountpoint")
-@debug_option
-@click.pass_context
-def umount(ctx: click.Context, mountpoint: str, debug: bool) -> int:
-    """Unmount a `pfs mount` or `libos mount`: waits until the daemon has encrypted and flushed every
-    change; fails if it could not (or had died: then its stale mount is removed)."""
-    _settings(ctx, debug)
-    from .mounting import unmount
-
-    unmount(mountpoint)
-    return 0

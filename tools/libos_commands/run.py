@@ -38,12 +38,13 @@ def _load_keys(lo, specs: tuple[str, ...]) -> None:
                    "characters, as 'pfs gen-key -w' writes it. Repeatable. Keys never go on the command line.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and FUSE requests.")
 def run(manifest: str, args: tuple[str, ...], keys: tuple[str, ...], debug: bool) -> None:
-    """Run MANIFEST's libos.entrypoint inside the file view the manifest defines: its fs.root and
-    fs.mounts (host folders, encrypted folders, tmpfs), a /proc of its own processes and a small
-    /dev. ARGS go to the program when the manifest sets loader.insecure__use_cmdline_argv
+    """Run MANIFEST's libos.entrypoint inside the file view the manifest defines.
+
+    The view: its fs.root and fs.mounts (host folders, encrypted folders, tmpfs), a /proc of its
+    own processes and a small /dev. ARGS go to the program when the manifest sets loader.insecure__use_cmdline_argv
     (put `--` before them). The exit status is the program's (128+N when a signal N killed it).
 
-    Example: libos run app.toml -k default=wrap.key -- -c "print(1)"
+    Options come before MANIFEST. Example: libos run -k default=wrap.key app.toml -- -c "print(1)"
     """
     import logging
 

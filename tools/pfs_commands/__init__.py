@@ -1,0 +1,2 @@
+"""The ``pfs`` subcommands, one module each; :mod:`tools.pfs_cli` imports a module only when its
+command is used (see :mod:`tools.lazy_group`)."""
