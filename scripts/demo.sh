@@ -8,7 +8,7 @@ PY="$PWD/.venv/bin/python"
 OUT=demo-out
 rm -rf "$OUT" && mkdir -p "$OUT"
 cp -r samples/data "$OUT/plain"
-cp samples/app.manifest.toml "$OUT/"
+cp samples/app.manifest.toml samples/run.manifest.toml "$OUT/"
 cd "$OUT"  # the application's folder: the manifest's relative URIs (file:enc/) start here
 # one bigger file, made here so the repository stays small (crosses the second MHT level)
 "$PY" -c "import random; r=random.Random(7); open('plain/random-16MiB.bin','wb').write(r.randbytes(16<<20))"
@@ -18,6 +18,22 @@ echo "== info";     "$PFS" info enc/random-16MiB.bin -w wrap.key
 echo "== verify";   "$PFS" verify -w wrap.key -V enc
 echo "== decrypt";  "$PFS" decrypt -w wrap.key -i enc -o dec -V
 echo "== compare";  diff -r plain dec && echo "demo: decrypted tree is identical to the input"
+LIBOS="$PWD/../.venv/bin/libos"
+PROG='import csv, hashlib, os, sys
+data, out = sys.argv[1], sys.argv[2]
+rows = list(csv.reader(open(data + "/reports/metrics.csv")))
+digest = hashlib.sha256(open(data + "/hello.txt", "rb").read()).hexdigest()
+open(out, "w").write(f"{len(rows)} rows; hello.txt sha256 {digest}\n")
+print("the program sees", sorted(os.listdir(data)), "in", data, "| /work exists:", os.path.exists("/work"))'
+if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
+    # python3 inside the manifest's view: it reads and writes the encrypted /data as plain files
+    echo "== libos run"; "$LIBOS" run -k default=wrap.key run.manifest.toml -- -c "$PROG" /data /data/summary.txt
+    "$PFS" decrypt -q -w wrap.key -i enc/summary.txt -o summary.txt --expect-path enc/summary.txt
+    /usr/bin/python3 -c "$PROG" plain native-summary.txt >/dev/null  # the same program, natively
+    cmp summary.txt native-summary.txt && echo "demo: libos run wrote (encrypted): $(cat summary.txt), as a native run does"
+else
+    echo "== libos run: skipped (needs root and /dev/fuse)"
+fi
 echo "== libos";    "$PY" - <<'PY'
 import os
 

@@ -15,6 +15,15 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
 fi
+# libos run as an unprivileged user needs user namespaces and a FUSE device it may open: say so
+if [ -r /proc/sys/kernel/unprivileged_userns_clone ] && [ "$(cat /proc/sys/kernel/unprivileged_userns_clone)" = 0 ]; then
+    echo "setup: note: unprivileged user namespaces are off (sysctl kernel.unprivileged_userns_clone=1);" \
+         "libos run works as root only" >&2
+fi
+if [ -e /dev/fuse ] && [ "$(stat -c %a /dev/fuse)" != 666 ]; then
+    echo "setup: note: /dev/fuse is mode $(stat -c %a /dev/fuse): other users can't run libos run" \
+         "(see docs/run.md: LIBOS_FUSE_DEVICE)" >&2
+fi
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi

@@ -640,7 +640,8 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     :class:`UnmountFlushError` if files could not be flushed at the end.
     """
     mfusepy = load_mfusepy()
-    check_fuse_device()
+    if not mountpoint.startswith("/dev/fd/"):  # "/dev/fd/N": mounted already, on a device the caller opened
+        check_fuse_device()
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
                         direct_io=direct_io, keep_cache=keep_cache)
     bridge.caller = mfusepy.fuse_get_context
