@@ -295,7 +295,7 @@ def test_sqlite3_database_in_encrypted_folder(make_view, tmp_path: Path, journal
 
 # strict=False: the bug is a race (a journal's RELEASE still queued when sqlite unlinks it), mostly
 # but not always hit; remove the mark once the runner is fixed
-@pytest.mark.xfail(strict=False, reason="bridge bug under libos run (i9-run at bd47366): sqlite's journals become "
+@pytest.mark.xfail(strict=False, reason="bridge bug under libos run (i9-run at f130508): sqlite's journals become "
                    ".fuse_hidden* files, seen by the program and left on the host (likely: libfuse hides a file whose "
                    "RELEASE is still in flight, and vfs/fuse.py, seeing no open handle, takes it for a real rename)")
 def test_sqlite3_journals_leave_nothing(make_view, tmp_path: Path) -> None:
@@ -573,14 +573,14 @@ def test_trusted_file_changed_during_the_run_is_refused(probed) -> None:
     assert after["/srv/trusted.txt"] == "EACCES"
 
 
-@pytest.mark.xfail(strict=True, reason="runner bug (i9-run at bd47366): a trusted file without sha256 is re-hashed at "
+@pytest.mark.xfail(strict=True, reason="runner bug (i9-run at f130508): a trusted file without sha256 is re-hashed at "
                    "every open (the issue: hashed when the run starts, that hash used for the whole run)")
 def test_trusted_file_without_hash_is_hashed_once_at_start(probed) -> None:
     _, after = probed
     assert after["/srv/trusted-nohash.txt"] == "EACCES"
 
 
-@pytest.mark.xfail(strict=True, reason="runner bug (i9-run at bd47366): the view's FUSE mount keeps file data in the "
+@pytest.mark.xfail(strict=True, reason="runner bug (i9-run at f130508): the view's FUSE mount keeps file data in the "
                    "kernel's cache across opens (kernel_cache), so a host file changed during the run reads stale")
 def test_allowed_file_changed_on_the_host_reads_new_content(probed) -> None:
     _, after = probed
