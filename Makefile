@@ -1,4 +1,4 @@
-.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse bench-startup clean
+.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse bench-run bench-startup clean
 
 demo: setup
 	scripts/demo.sh
@@ -27,6 +27,10 @@ bench-vfs: setup
 
 bench-fuse: setup
 	.venv/bin/python bench/bench_fuse.py --repeat 3
+
+# libos run against native, bwrap and proot (as root; QUICK=1: a minute or so)
+bench-run: setup
+	.venv/bin/python bench/bench_run.py $(if $(QUICK),--quick)
 
 bench-startup: setup
 	.venv/bin/python bench/bench_startup.py --imports

@@ -9,8 +9,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v fusermount3 >/dev/null || need+=(fuse3)
     [ -e /usr/lib/x86_64-linux-gnu/libfuse3.so.3 ] || [ -e /usr/lib/aarch64-linux-gnu/libfuse3.so.3 ] \
         || need+=(libfuse3-3)
-    # real programs the FUSE tests run on a mount, and gocryptfs for the FUSE benchmark
-    for tool in sqlite3 rsync git tar gocryptfs; do command -v "$tool" >/dev/null || need+=("$tool"); done
+    # real programs the FUSE and libos run tests run (make, gcc: tests/test_run_programs.py), gocryptfs
+    # for the FUSE benchmark, proot for the libos run benchmark
+    for tool in sqlite3 rsync git tar gocryptfs make gcc proot; do command -v "$tool" >/dev/null || need+=("$tool"); done
+    # bench/bench_run.py's namespace peer
+    command -v bwrap >/dev/null || need+=(bubblewrap)
     if [ ${#need[@]} -gt 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
