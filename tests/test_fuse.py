@@ -932,6 +932,25 @@ def test_libos_mount_manifest_view(tmp_path: Path, key: Path, libos_view) -> Non
     assert (tmp_path / "result.txt").read_bytes() == secret
 
 
+def test_libos_mount_removed_files_leave_nothing(tmp_path: Path, libos_view) -> None:
+    """Files created, written, closed and removed at once (as sqlite does with its journals) are
+    gone from the folder and the host, though the mount is multithreaded and libfuse still counts
+    a file open while its RELEASE is served: libfuse hides it, and the bridge must take that
+    rename to ``.fuse_hidden...`` for the unlink it is (it took it for a user's rename)."""
+    view, m = libos_view
+    data = view / "data"
+    for n in range(200):
+        journal = data / "db-journal"
+        fd = os.open(journal, os.O_CREAT | os.O_RDWR, 0o644)
+        os.write(fd, b"j" * (512 + n))
+        os.close(fd)
+        os.unlink(journal)
+        assert os.listdir(data) == [], n
+    assert os.listdir(tmp_path / "enc") == []
+    m.unmount()
+    assert os.listdir(tmp_path / "enc") == []
+
+
 def test_libos_mount_proc_contents(libos_view) -> None:
     view, _ = libos_view
     mounts = (view / "proc" / "self" / "mounts").read_text()
