@@ -947,8 +947,21 @@ def test_libos_mount_removed_files_leave_nothing(tmp_path: Path, libos_view) -> 
         os.unlink(journal)
         assert os.listdir(data) == [], n
     assert os.listdir(tmp_path / "enc") == []
+    # a user's rename to a name of libfuse's form stays a rename, of a file just closed or still open
+    hidden = [".fuse_hidden0123456789abcdef", ".fuse_hiddenfedcba9876543210"]
+    (data / "closed").write_bytes(b"closed")
+    fd = os.open(data / "open", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, b"open")
+        os.rename(data / "closed", data / hidden[0])
+        run(["mv", data / "open", data / hidden[1]], check=True)
+        assert os.fstat(fd).st_nlink == 1
+    finally:
+        os.close(fd)
+    assert [(data / name).read_bytes() for name in hidden] == [b"closed", b"open"]
+    assert sorted(os.listdir(data)) == sorted(os.listdir(tmp_path / "enc")) == hidden
     m.unmount()
-    assert os.listdir(tmp_path / "enc") == []
+    assert sorted(os.listdir(tmp_path / "enc")) == hidden
 
 
 def test_libos_mount_proc_contents(libos_view) -> None:
