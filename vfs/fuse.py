@@ -4,8 +4,8 @@ Every request goes through the same VFS the LibOS uses, so what a mount shows is
 an application inside the LibOS sees. Open files are kept by handle number. A file unlinked (or
 replaced by a rename) while open stays fully usable, ``fstat`` included: libfuse's high-level
 API names such a file by a path in its requests, so it "hides" it by renaming it to
-``.fuse_hiddenNNNN``; the bridge turns that rename (of a file it has open handles of, to a free
-name in the same folder: any other rename is a rename) into a real unlink and answers for the
+``.fuse_hiddenNNNN``; the bridge turns that rename (made by the removing request itself, to a
+name it found free: see :mod:`vfs.fuse_request`; any other rename is a rename) into a real unlink and answers for the
 hidden name from the open handles, so nothing is ever left in the user's folder, even after a
 crash. Stopping on a signal and the session's errors are :mod:`vfs.fuse_session`.
 The kernel's page cache is used where that is safe: attributes and entries (names that don't
