@@ -590,6 +590,10 @@ class HostHandle(Handle):
     def size(self) -> int:
         return pal.host_fstat(self.fd).st_size
 
+    def host_version(self) -> tuple[int, ...]:
+        s = pal.host_fstat(self.fd)
+        return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
+
     def fsync(self) -> None:
         pal.host_fsync(self.fd)
 
