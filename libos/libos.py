@@ -58,6 +58,7 @@ class LibOS:
         self._pipefs = _PipeFs()
         self._pipe_mount = Mount("pipe:", self._pipefs)
         self.manifest: Manifest | None = None
+        self._trusted: dict[str, bytes | None] | None = None  # sgx.trusted_files, hashes filled in at boot
 
     # ------------------------------------------------------------------ construction
 
@@ -127,8 +128,12 @@ class LibOS:
         sgx = manifest.raw.get("sgx", {}) if isinstance(manifest.raw, dict) else {}
         if not (manifest.trusted_files or manifest.allowed_files or "file_check_policy" in sgx):
             return {}
+        if self._trusted is None:  # hashed once per boot, shared by every chroot mount
+            from vfs.chroot import hash_trusted_files
+
+            self._trusted = hash_trusted_files({t.path: t.sha256 for t in manifest.trusted_files})
         return {
-            "trusted": {t.path: t.sha256 for t in manifest.trusted_files},
+            "trusted": self._trusted,
             "allowed": list(manifest.allowed_files),
             "policy": manifest.file_check_policy,
         }

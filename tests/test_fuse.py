@@ -964,6 +964,47 @@ def test_libos_mount_removed_files_leave_nothing(tmp_path: Path, libos_view) -> 
     assert sorted(os.listdir(tmp_path / "enc")) == hidden
 
 
+def test_libos_mount_host_file_changed_on_the_host_reads_new_content(tmp_path: Path, libos_view) -> None:
+    # the same size, changed at once: only the change of mtime tells (libfuse's auto_cache, used
+    # before, trusted its stat of the last second and kept the stale pages)
+    view, _ = libos_view
+    host = tmp_path / "app" / "main.py"
+    for _ in range(3):  # opened again unchanged: its data kept
+        assert (view / "app" / "main.py").read_text() == "print('hello')\n"
+    host.write_text("print('HELLO')\n")
+    assert (view / "app" / "main.py").read_text() == "print('HELLO')\n"
+    assert (view / "app" / "main.py").read_text() == "print('HELLO')\n"  # kept now: unchanged
+
+
+def test_bridge_keeps_cached_data_of_host_files_only_while_unchanged(tmp_path: Path) -> None:
+    from vfs.chroot import ChrootFs
+    from vfs.fuse import FuseBridge
+    from vfs.tmpfs import TmpFs
+    from vfs.vfs import VFS
+
+    (tmp_path / "h").write_text("host")
+    vfs = VFS()
+    vfs.mounts.mount("/", TmpFs())
+    vfs.mkdir(vfs.context(), "/host")
+    vfs.mounts.mount("/host", ChrootFs(str(tmp_path)))
+    bridge = FuseBridge(vfs)
+
+    def kept(path: str) -> bool:
+        fh = bridge.open(path, os.O_RDONLY)
+        try:
+            return bridge.keep_cache_at_open(fh, path)
+        finally:
+            bridge.release(path, fh)
+
+    bridge.release("/t", bridge.create("/t", 0o644, os.O_WRONLY))
+    assert kept("/t") and kept("/t")  # only the daemon changes a tmpfs file
+    assert [kept("/host/h"), kept("/host/h")] == [False, True]
+    st = os.stat(tmp_path / "h")
+    (tmp_path / "h").write_text("HOST")
+    os.utime(tmp_path / "h", ns=(st.st_atime_ns, st.st_mtime_ns))  # even with the old mtime: the ctime moved
+    assert [kept("/host/h"), kept("/host/h")] == [False, True]
+
+
 def test_libos_mount_proc_contents(libos_view) -> None:
     view, _ = libos_view
     mounts = (view / "proc" / "self" / "mounts").read_text()

@@ -567,15 +567,11 @@ def test_trusted_file_changed_during_the_run_is_refused(probed) -> None:
     assert after["/srv/trusted.txt"] == "EACCES"
 
 
-@pytest.mark.xfail(strict=True, reason="runner bug (i9-run at f130508): a trusted file without sha256 is re-hashed at "
-                   "every open (the issue: hashed when the run starts, that hash used for the whole run)")
 def test_trusted_file_without_hash_is_hashed_once_at_start(probed) -> None:
     _, after = probed
     assert after["/srv/trusted-nohash.txt"] == "EACCES"
 
 
-@pytest.mark.xfail(strict=True, reason="runner bug (i9-run at f130508): the view's FUSE mount keeps file data in the "
-                   "kernel's cache across opens (kernel_cache), so a host file changed during the run reads stale")
 def test_allowed_file_changed_on_the_host_reads_new_content(probed) -> None:
     _, after = probed
     assert after["/srv/allowed.txt"] == "ok changed"

@@ -334,6 +334,33 @@ def test_trusted_without_hash_is_accepted_and_logged(host: Path, caplog: pytest.
     assert any(sha(b"data").hex() in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("entry", ["t", ""])
+def test_trusted_without_hash_keeps_the_first_hash(host: Path, entry: str) -> None:
+    # a file (or a file under a trusted folder) not hashed at boot: pinned at its first open
+    (host / "t").write_bytes(b"data")
+    vfs, ctx, _ = make_vfs(host, trusted={str(host / entry) if entry else f"{host}/": None}, policy="strict")
+    assert read_all(vfs, ctx, "/host/t") == b"data"
+    (host / "t").write_bytes(b"DATA")
+    with pytest.raises(OSError) as info:
+        read_all(vfs, ctx, "/host/t")
+    assert info.value.errno == errno.EACCES
+
+
+def test_trusted_files_without_hash_are_hashed_at_boot(host: Path) -> None:
+    from vfs.chroot import hash_trusted_files
+
+    (host / "t").write_bytes(b"data")
+    trusted = hash_trusted_files({str(host / "t"): None, str(host / "missing"): None, str(host) + "/": None,
+                                  "file:" + str(host / "given"): sha(b"x")})
+    assert trusted == {str(host / "t"): sha(b"data"), str(host / "missing"): None, str(host) + "/": None,
+                       "file:" + str(host / "given"): sha(b"x")}
+    (host / "t").write_bytes(b"DATA")  # changed before the first open: refused
+    vfs, ctx, _ = make_vfs(host, trusted=trusted, policy="strict")
+    with pytest.raises(OSError) as info:
+        read_all(vfs, ctx, "/host/t")
+    assert info.value.errno == errno.EACCES
+
+
 def test_strict_policy_refuses_files_neither_trusted_nor_allowed(host: Path,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     (host / "secret").write_bytes(b"s")

@@ -15,8 +15,10 @@ Host paths longer than PATH_MAX (a long relative path of the view) are reached t
 :mod:`vfs.host_paths`.
 
 **Trusted and allowed files** (Gramine's SGX checks, for regular files opened or created below
-the mount): ``trusted`` maps host paths to the expected SHA-256 (``None``: the hash is not given,
-the file is accepted and its hash logged; a path ending in ``/`` trusts every file below it);
+the mount): ``trusted`` maps host paths to the expected SHA-256 (``None``: the hash is not given;
+:func:`hash_trusted_files` fills such entries in once, when the LibOS boots; a file still without
+one is accepted at its first open, its hash logged and kept: every later open must match it; a
+path ending in ``/`` trusts every file below it, each pinned so at its first open);
 ``allowed`` lists host paths, and folders (ending in ``/``, or naming a host folder) whose files
 are all allowed. A listed trusted file is always verified and read-only (whatever the policy).
 ``policy`` decides about files that are neither: ``None`` passes them through (Gramine without
@@ -226,8 +228,13 @@ class ChrootFs(FileSystem):
             log.warning("%s: trusted file changed while it was being hashed", host_path)
             raise err(errno.EACCES, host_path)
         if expected is None:
-            log.warning("%s: trusted file without a sha256 in the manifest; its sha256 is %s", host_path,
-                        digest.hex())
+            log.warning("%s: trusted file without a sha256 in the manifest; its sha256 is %s (kept for the run)",
+                        host_path, digest.hex())
+            with self._verified_lock:  # the first hash seen is the one every later open must match
+                pinned = self._trusted.get(host_path)
+                if pinned is not None and pinned != digest:
+                    raise err(errno.EACCES, host_path)
+                self._trusted[host_path] = digest
         elif digest != expected:
             log.error("%s: trusted file does not match its sha256: expected %s, found %s", host_path,
                       expected.hex(), digest.hex())
@@ -252,6 +259,36 @@ class ChrootFs(FileSystem):
     def check_writable(self, path: str | None = None) -> None:
         if self.readonly:
             raise err(errno.EROFS, path)
+
+
+def hash_trusted_files(trusted: dict[str, bytes | None]) -> dict[str, bytes | None]:
+    """``trusted`` with the SHA-256 of every file entry given without one (each logged), as read
+    now: called once when a LibOS boots, so a change on the host during the run is refused. A file
+    that can't be read now keeps ``None`` (it is pinned at its first open instead)."""
+    result = dict(trusted)
+    for path, digest in trusted.items():
+        if digest is not None or path.endswith("/"):
+            continue
+        try:
+            fd = host_open_noatime(_norm_host(path), os.O_RDONLY)
+        except OSError as exc:
+            log.debug("%s: trusted file not hashed at start: %s", path, exc.strerror or exc)
+            continue
+        try:
+            whole = hashlib.sha256()
+            offset = 0
+            while data := pal.host_pread(fd, 1024 * 1024, offset):
+                whole.update(data)
+                offset += len(data)
+        except OSError as exc:  # a folder named without its "/", or an unreadable file
+            log.debug("%s: trusted file not hashed at start: %s", path, exc.strerror or exc)
+            continue
+        finally:
+            pal.host_close(fd)
+        result[path] = whole.digest()
+        log.warning("%s: trusted file without a sha256 in the manifest; its sha256 at start is %s (used for the "
+                    "run)", path, result[path].hex())
+    return result
 
 
 def _digest(value: bytes | str | None, path: str) -> bytes | None:
@@ -552,6 +589,10 @@ class HostHandle(Handle):
 
     def size(self) -> int:
         return pal.host_fstat(self.fd).st_size
+
+    def host_version(self) -> tuple[int, ...]:
+        s = pal.host_fstat(self.fd)
+        return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
 
     def fsync(self) -> None:
         pal.host_fsync(self.fd)

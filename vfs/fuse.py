@@ -5,16 +5,18 @@ an application inside the LibOS sees. Open files are kept by handle number. A fi
 replaced by a rename) while open stays fully usable, ``fstat`` included: libfuse's high-level
 API names such a file by a path in its requests, so it "hides" it by renaming it to
 ``.fuse_hiddenNNNN``; the bridge turns that rename (made by the removing request itself, to a
-name it found free: see :mod:`vfs.fuse_request`; any other rename is a rename) into a real unlink and answers for the
-hidden name from the open handles, so nothing is ever left in the user's folder, even after a
-crash. Stopping on a signal and the session's errors are :mod:`vfs.fuse_session`.
+name it found free: see :mod:`vfs.fuse_request`; any other rename is a rename) into a real
+unlink and answers for the hidden name from the open handles, so nothing is ever left in the
+user's folder, even after a crash. Stopping on a signal and the session's errors are :mod:`vfs.fuse_session`.
 The kernel's page cache is used where that is safe: attributes and entries (names that don't
-exist too) are cached for a second, file data is kept across opens (``kernel_cache``: only
-this daemon changes the files; with ``keep_cache=False``, for views of host folders, only while
-the file's size and mtime are unchanged), and a writable mount enables the writeback cache, which
+exist too) are cached for a second, and a writable mount enables the writeback cache, which
 batches small writes. Files whose ``st_size`` doesn't tell how much they hold (generated ones:
 ``/proc``, ``/dev/attestation``) are served with direct I/O, each on its own; every other file
 goes through the page cache, so shared and private ``mmap`` work on every mount type.
+File data is kept in the kernel's cache across opens (``keep_cache``, decided at every open) when
+only this daemon changes the file (encrypted, tmpfs); a host file (chroot), which others may change
+behind the mount's back, keeps it only while its identity, size, mtime and ctime are those of the
+previous open of that name (``keep_cache=False``: every file is treated so, by its size and mtime).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .vfs import VFS, Context, Location
 log = logging.getLogger("vfs.fuse")
 
 HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")  # libfuse's name for a removed open file
+MAX_VERSIONS = 4096  # names whose file version at the last open is remembered (for keep_cache)
 MAX_IO = 1 << 20  # bytes per FUSE read/write request (libfuse3; the kernel may cap it lower)
 FUSE_CAP_WRITEBACK_CACHE = 1 << 16
 FUSE_CAP_ASYNC_READ = 1 << 0
@@ -120,6 +123,7 @@ class FuseBridge:
         self._dirs: dict[int, Location] = {}
         self._listings: dict[int, list[tuple[str, int, int]]] = {}  # folder handle -> its listing
         self._hidden: dict[str, Location] = {}  # libfuse's hidden name -> the unlinked open file
+        self._versions: dict[str, tuple[int, ...]] = {}  # name -> the file's version at its last open
         self._next_fh = 1
         self._lock = threading.Lock()
         self.call_fh = threading.local()  # the handle of a chmod/chown/utimens call (mfusepy drops it)
@@ -147,9 +151,10 @@ class FuseBridge:
         # libfuse renames an open file it is told to remove to a hidden name, which keeps a
         # path for later requests on it (fstat): see _hide
         config.hard_remove = 0
-        config.kernel_cache = 1 if self.keep_cache else 0
-        # without kernel_cache: the cached data is kept at open while size and mtime are the same
-        config.auto_cache = 0 if self.keep_cache or self.direct_io else 1
+        # whether cached data is kept is decided at each open (keep_cache_at_open): libfuse's
+        # kernel_cache would keep it for host files too, and its auto_cache trusts a second-old stat
+        config.kernel_cache = 0
+        config.auto_cache = 0
         config.direct_io = 1 if self.direct_io else 0
         # calls on an open file may come without a path (an unlinked file has none)
         config.nullpath_ok = 1
@@ -549,6 +554,26 @@ class FuseBridge:
             return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags)))
         return self._add(self._owner_check(self.vfs.open(self.ctx, path, self._open_flags(flags))))
 
+    def keep_cache_at_open(self, fh: int, path: str) -> bool:
+        """Whether the kernel may keep the data it cached for ``path`` (libfuse gives each name a
+        node of its own) now that it is open as ``fh``: always for files only this daemon changes,
+        and for others (host files) while the file's version is the one of the previous open."""
+        file = self._files.get(fh)
+        if file is None or file.handle is None:
+            return False
+        version = file.handle.host_version()
+        if version is None:
+            if self.keep_cache:
+                return True
+            s = file.inode.stat()
+            version = (s.st_ino, s.st_size, s.st_mtime_ns)
+        with self._lock:
+            last = self._versions.pop(path, None)  # (re)inserted last: the oldest go first
+            self._versions[path] = version
+            if len(self._versions) > MAX_VERSIONS:
+                del self._versions[next(iter(self._versions))]  # forgotten: its next open rereads
+        return last == version
+
     def needs_direct_io(self, fh: int) -> bool:
         """Whether the file open as ``fh`` must bypass the page cache: its ``st_size`` is not
         what it holds (generated files report 0, as on Linux), so the kernel would read nothing."""
@@ -655,8 +680,9 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
 
     ``direct_io`` bypasses the kernel's page cache for every file (files whose size isn't known
     before they are read, /proc's, always bypass it), at the cost of caching and of shared mmap.
-    ``keep_cache=False`` keeps a file's cached data at open only while its size and mtime are
-    unchanged: for views of host folders, which others may change behind the mount's back.
+    A host file's cached data is kept at open only while the file is unchanged since the name's
+    previous open; ``keep_cache=False`` treats every file so (by its size and mtime), where others
+    may change more than host files behind the mount's back.
     ``multithreaded`` serves requests from several libfuse threads: needed when a request may
     block (FIFOs, pipes); otherwise one thread is faster (the threads only contend for the GIL:
     measured 1.3-1.8x on sequential I/O). ``ready`` is called once the mount is up.
@@ -752,16 +778,22 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
         def create(self, path, mode, fip):
             # as mfusepy's, without its inspect.signature() call per file
             fi = fip.contents
-            fi.fh = bridge.create(path.decode(self.encoding, self.errors), mode, fi.flags)
+            name = path.decode(self.encoding, self.errors)
+            fi.fh = bridge.create(name, mode, fi.flags)
             if bridge.needs_direct_io(fi.fh):
                 fi.direct_io = 1
+            elif not bridge.direct_io:
+                fi.keep_cache = 1 if bridge.keep_cache_at_open(fi.fh, name) else 0
             return 0
 
         def open(self, path, fip):
             fi = fip.contents
-            fi.fh = bridge.open(path.decode(self.encoding, self.errors), fi.flags)
+            name = path.decode(self.encoding, self.errors)
+            fi.fh = bridge.open(name, fi.flags)
             if bridge.needs_direct_io(fi.fh):
                 fi.direct_io = 1
+            elif not bridge.direct_io:
+                fi.keep_cache = 1 if bridge.keep_cache_at_open(fi.fh, name) else 0
             return 0
 
         def truncate_fuse_3(self, path, length, fip):

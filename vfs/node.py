@@ -103,6 +103,11 @@ class Handle:
     def close(self) -> None:
         pass
 
+    def host_version(self) -> tuple[int, ...] | None:
+        """What identifies this version of a file others may change behind the VFS's back (a host
+        file's identity, size and times), or None when only the VFS changes it."""
+        return None
+
 
 class FileSystem:
     """One mounted file-system instance (each gets its own ``st_dev``)."""
