@@ -932,6 +932,38 @@ def test_libos_mount_manifest_view(tmp_path: Path, key: Path, libos_view) -> Non
     assert (tmp_path / "result.txt").read_bytes() == secret
 
 
+def test_libos_mount_removed_files_leave_nothing(tmp_path: Path, libos_view) -> None:
+    """Files created, written, closed and removed at once (as sqlite does with its journals) are
+    gone from the folder and the host, though the mount is multithreaded and libfuse still counts
+    a file open while its RELEASE is served: libfuse hides it, and the bridge must take that
+    rename to ``.fuse_hidden...`` for the unlink it is (it took it for a user's rename)."""
+    view, m = libos_view
+    data = view / "data"
+    for n in range(200):
+        journal = data / "db-journal"
+        fd = os.open(journal, os.O_CREAT | os.O_RDWR, 0o644)
+        os.write(fd, b"j" * (512 + n))
+        os.close(fd)
+        os.unlink(journal)
+        assert os.listdir(data) == [], n
+    assert os.listdir(tmp_path / "enc") == []
+    # a user's rename to a name of libfuse's form stays a rename, of a file just closed or still open
+    hidden = [".fuse_hidden0123456789abcdef", ".fuse_hiddenfedcba9876543210"]
+    (data / "closed").write_bytes(b"closed")
+    fd = os.open(data / "open", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.write(fd, b"open")
+        os.rename(data / "closed", data / hidden[0])
+        run(["mv", data / "open", data / hidden[1]], check=True)
+        assert os.fstat(fd).st_nlink == 1
+    finally:
+        os.close(fd)
+    assert [(data / name).read_bytes() for name in hidden] == [b"closed", b"open"]
+    assert sorted(os.listdir(data)) == sorted(os.listdir(tmp_path / "enc")) == hidden
+    m.unmount()
+    assert sorted(os.listdir(tmp_path / "enc")) == hidden
+
+
 def test_libos_mount_host_file_changed_on_the_host_reads_new_content(tmp_path: Path, libos_view) -> None:
     # the same size, changed at once: only the change of mtime tells (libfuse's auto_cache, used
     # before, trusted its stat of the last second and kept the stale pages)

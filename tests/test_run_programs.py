@@ -282,9 +282,8 @@ def test_sqlite3_database_in_encrypted_folder(make_view, tmp_path: Path, journal
     assert (again_in.returncode, again_in.stdout) == (0, again_out.stdout), again_in.stderr
     assert again_out.stdout.endswith("ok\n")
 
-    # on the host: the database (journal/WAL files gone, as natively; see the test below for the
-    # names the bridge gives unlinked open files), a valid pfs file, no plaintext
-    names = sorted(p.name for p in view.enc.iterdir() if not p.name.startswith(".fuse_hidden"))
+    # on the host: the database (journal/WAL files gone, as natively), a valid pfs file, no plaintext
+    names = sorted(p.name for p in view.enc.iterdir())
     assert names == sorted(p.name for p in plain.iterdir())
     view.verify("db.sqlite")
     raw = (view.enc / "db.sqlite").read_bytes()
@@ -293,11 +292,6 @@ def test_sqlite3_database_in_encrypted_folder(make_view, tmp_path: Path, journal
     assert decrypted.startswith(b"SQLite format 3\x00") and b"secret-row-04321" in decrypted
 
 
-# strict=False: the bug is a race (a journal's RELEASE still queued when sqlite unlinks it), mostly
-# but not always hit; remove the mark once the runner is fixed
-@pytest.mark.xfail(strict=False, reason="bridge bug under libos run (i9-run at f130508): sqlite's journals become "
-                   ".fuse_hidden* files, seen by the program and left on the host (likely: libfuse hides a file whose "
-                   "RELEASE is still in flight, and vfs/fuse.py, seeing no open handle, takes it for a real rename)")
 def test_sqlite3_journals_leave_nothing(make_view, tmp_path: Path) -> None:
     """sqlite's rollback journals (created, written, removed at each commit) are gone from the
     folder at once, as natively, and nothing of them stays on the host after the run."""

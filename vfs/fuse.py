@@ -4,10 +4,10 @@ Every request goes through the same VFS the LibOS uses, so what a mount shows is
 an application inside the LibOS sees. Open files are kept by handle number. A file unlinked (or
 replaced by a rename) while open stays fully usable, ``fstat`` included: libfuse's high-level
 API names such a file by a path in its requests, so it "hides" it by renaming it to
-``.fuse_hiddenNNNN``; the bridge turns that rename (of a file it has open handles of, to a free
-name in the same folder: any other rename is a rename) into a real unlink and answers for the
-hidden name from the open handles, so nothing is ever left in the user's folder, even after a
-crash. Stopping on a signal and the session's errors are :mod:`vfs.fuse_session`.
+``.fuse_hiddenNNNN``; the bridge turns that rename (made by the removing request itself, to a
+name it found free: see :mod:`vfs.fuse_request`; any other rename is a rename) into a real
+unlink and answers for the hidden name from the open handles, so nothing is ever left in the
+user's folder, even after a crash. Stopping on a signal and the session's errors are :mod:`vfs.fuse_session`.
 The kernel's page cache is used where that is safe: attributes and entries (names that don't
 exist too) are cached for a second, and a writable mount enables the writeback cache, which
 batches small writes. Files whose ``st_size`` doesn't tell how much they hold (generated ones:
@@ -37,6 +37,7 @@ from .file import OpenFile
 from .fuse_caller import caller_groups, only_clears_setid, time_arg
 from .fuse_links import LinkNames
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
+from .fuse_request import request_reader
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
 from .node import UTIME_NOW, Stat, TimeArg, err
 from .vfs import VFS, Context, Location
@@ -129,6 +130,11 @@ class FuseBridge:
         self.owner = os.geteuid()  # the mount's owner: the only user who may open owner-only files
         # (uid, gid, pid) of the request being served (set by serve; None: served as root)
         self.caller: Callable[[], tuple[int, int, int]] | None = None
+        # the kernel's id of the request being served (set by serve; None: unknown): see vfs.fuse_request
+        self.request: Callable[[], int | None] | None = None
+        # thread -> (request, path): the hidden name it last found free (libfuse's threads aren't
+        # Python's: a threading.local lasts one callback)
+        self._probes: dict[int, tuple[int | None, str]] = {}
         self.on_init: Callable[[], None] | None = None  # called once the session runs (set by serve)
         self.on_destroy: Callable[[], None] | None = None  # called when libfuse destroys it (set by serve)
         self.links = LinkNames()  # other names of hard-linked files, invalidated when one changes
@@ -279,7 +285,12 @@ class FuseBridge:
         hidden = self._hidden_file(path)
         if hidden is not None:
             return hidden.stat()
-        s = self.vfs.stat(self.ctx, path, follow=False)
+        try:
+            s = self.vfs.stat(self.ctx, path, follow=False)
+        except FileNotFoundError:
+            if self._hidden_name(path) is not None:  # libfuse checking that a hidden name is free?
+                self._probes[threading.get_ident()] = (self._request(), path)
+            raise
         self.links.seen((s.st_dev, s.st_ino), s.st_nlink, path)
         return s
 
@@ -305,10 +316,14 @@ class FuseBridge:
 
     def _hide(self, old: str, hidden: str) -> None:
         """libfuse's "rename to a hidden name" of a file that is open: unlink it for real (the
-        open handles keep it alive) and remember it under the hidden name until its last close."""
+        open handles keep it alive) and remember it under the hidden name until its last close
+        (libfuse may hide a file whose last RELEASE the bridge has served already: then there
+        is nothing to answer for, and libfuse's later unlink of the name gets ENOENT)."""
         loc = self.vfs.lookup(self.ctx, old, follow=False)
         self.vfs.unlink(self.ctx, old)
-        self._hidden[hidden] = loc
+        with self._lock:
+            if any(f.inode is loc.inode for f in self._files.values()):
+                self._hidden[hidden] = loc
 
     def access(self, path: str, amode: int) -> int:
         self.vfs.access(self.ctx, path, amode)
@@ -475,19 +490,28 @@ class FuseBridge:
             self.links.renamed(old, new)
         return 0
 
+    def _request(self) -> int | None:
+        return self.request() if self.request is not None else None
+
     def _is_hide_rename(self, old: str, new: str) -> bool:
         """Whether renaming ``old`` to ``new`` is libfuse hiding a removed file: ``new`` is a
-        free name of libfuse's form in the same folder, and ``old`` is open (libfuse hides only
-        files with open handles). Any other rename, a user's to such a name included, is one."""
+        free name of libfuse's form in the same folder, and the request is libfuse's hide: the
+        same request just found ``new`` free (see :mod:`vfs.fuse_request`; libfuse's open count
+        outlives the bridge's handle while a RELEASE is served). Any other rename, a user's to
+        such a name included, is one. Without request ids: when ``old`` has open handles."""
         hidden = self._hidden_name(new)
         if hidden is None or hidden in self._hidden or self._hidden_file(old) is not None:
             return False
         if old.rpartition("/")[0] != new.rpartition("/")[0]:
             return False
+        probe = self._probes.pop(threading.get_ident(), None)
         try:
             inode = self.vfs.lookup(self.ctx, old, follow=False).inode
         except FileNotFoundError:
             return False  # the rename gives ENOENT
+        request = self._request()
+        if request is not None:
+            return probe == (request, new)
         try:
             self.vfs.stat(self.ctx, new, follow=False)
             return False
@@ -620,6 +644,9 @@ class FuseBridge:
     def release(self, path: str | None, fh: int) -> int:
         with self._lock:
             file = self._files.pop(fh, None)
+            if file is not None and not any(f.inode is file.inode for f in self._files.values()):
+                for name in [n for n, loc in self._hidden.items() if loc.inode is file.inode]:
+                    del self._hidden[name]  # its last close: libfuse may never unlink the name (see _hide)
         if file is not None:
             try:
                 file.decref()
@@ -676,6 +703,7 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
 
     def started() -> None:
         fuse_ptr = ctypes.c_void_p(mfusepy._libfuse.fuse_get_context().contents.fuse)
+        bridge.request = request_reader(mfusepy, fuse_ptr)
 
         def exit_session() -> None:
             mfusepy._libfuse.fuse_exit(fuse_ptr)
