@@ -490,3 +490,17 @@ if __name__ == "__main__":
         print(json.dumps(exercise(root_, seed_, ops_, prefix=prefix_)))
     else:
         sys.exit("usage: fuse_helpers.py exercise ROOT SEED OPS [PREFIX]")
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str, returncode: int | None = None) -> str:
+    """The command failed (with ``returncode`` if given) with exactly one error line, no
+    traceback, containing every one of ``needles``; that line."""
+    assert proc.returncode != 0, proc
+    if returncode is not None:
+        assert proc.returncode == returncode, proc
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one error line, got:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

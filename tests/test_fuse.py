@@ -33,6 +33,7 @@ from fuse_helpers import (
     make_tree,
     mount_line,
     mounted,
+    one_line_error,
     run,
     sha,
     tree_files,
@@ -70,16 +71,6 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
 def decrypt(key: Path, src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return run([PFS, "decrypt", "-q", "-w", key, "-i", src, "-o", out, *extra])
 
-
-def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    """The command failed with exactly one error line (no traceback) containing ``needles``."""
-    assert proc.returncode != 0, proc
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got:\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def os_error(fn, *args) -> int:

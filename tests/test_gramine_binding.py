@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fuse_helpers import LIBOS, PFS, Mounter, fusermount_u, mounted, run
+from fuse_helpers import LIBOS, PFS, Mounter, fusermount_u, mounted, one_line_error, run
 
 from libos import LibOS
 from libos.binding import bound_path_by_manifest
@@ -262,12 +262,7 @@ def _refused_mount(argv: list, cwd: Path, mnt: Path) -> subprocess.CompletedProc
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 1, proc
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+    return one_line_error(proc, *needles, returncode=1)
 
 
 def test_libos_mount_names_the_missing_mount_path(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fuse_helpers import LIBOS, PFS, Mounter, fuse_unavailable, mounted, run, sha
+from fuse_helpers import LIBOS, PFS, Mounter, fuse_unavailable, mounted, one_line_error, run, sha
 from helpers import require
 
 _why = fuse_unavailable()
@@ -73,16 +73,6 @@ def small_tmpfs(path: Path, size: str):
     finally:
         run(["umount", "-l", path])
 
-
-def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    """The command failed with exactly one error line (no traceback) containing ``needles``."""
-    assert proc.returncode != 0, proc
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one error line, got:\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def decrypted(key: Path, src: Path, tmp_path: Path) -> str:
