@@ -39,6 +39,21 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
+def readv_through(storage: object, offset: int, buffers: list[memoryview]) -> int:
+    """Scatter-read ``buffers`` from ``offset`` of ``storage``: its own ``readv_at`` when it has
+    one, else one ``read_at`` spread over the buffers; the number of bytes read."""
+    readv = getattr(storage, "readv_at", None)
+    if readv is not None:
+        return readv(offset, buffers)
+    data = storage.read_at(offset, sum(len(b) for b in buffers))  # type: ignore[attr-defined]
+    done = 0
+    for buf in buffers:
+        chunk = data[done:done + len(buf)]
+        buf[:len(chunk)] = chunk
+        done += len(chunk)
+    return len(data)
+
+
 class MemoryStorage:
     """Storage in a ``bytearray`` (tests, in-memory file systems)."""
 
@@ -107,16 +122,7 @@ class BorrowedStorage:
         self._inner.write_at(offset, data)
 
     def readv_at(self, offset: int, buffers: list[memoryview]) -> int:
-        readv = getattr(self._inner, "readv_at", None)
-        if readv is not None:
-            return readv(offset, buffers)
-        data = self._inner.read_at(offset, sum(len(b) for b in buffers))
-        done = 0
-        for buf in buffers:
-            chunk = data[done:done + len(buf)]
-            buf[:len(chunk)] = chunk
-            done += len(chunk)
-        return len(data)
+        return readv_through(self._inner, offset, buffers)
 
     def writev_at(self, offset: int, buffers: list[memoryview]) -> None:
         if self.readonly:

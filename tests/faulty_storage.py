@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import errno
 
+from pfs.storage import readv_through
+
 
 class FaultPlan:
     def __init__(self, at: int | None = None, mode: str = "stop"):
@@ -71,17 +73,7 @@ class FaultyStorage:
     def readv_at(self, offset: int, buffers) -> int:
         """Scatter-read through the inner storage's ``readv_at``, or its ``read_at``."""
         self.plan.vector_reads += 1
-        readv = getattr(self.inner, "readv_at", None)
-        if readv is not None:
-            return readv(offset, buffers)
-        total = sum(len(b) for b in buffers)
-        data = self.inner.read_at(offset, total)
-        done = 0
-        for buf in buffers:
-            chunk = data[done:done + len(buf)]
-            buf[:len(chunk)] = chunk
-            done += len(chunk)
-        return len(data)
+        return readv_through(self.inner, offset, buffers)
 
     def writev_at(self, offset: int, buffers) -> None:
         """Gather-write, as one mutating call."""
