@@ -27,7 +27,8 @@ fork-to-exit time less the loop (the mechanism's set-up and exit).
 
 Then the functional limits, by trying: (b) a VFS-only file (served by the supervisor from a
 folder under a prefix the host lacks): open, chdir, execve; ADDFD of an O_PATH open; (c) threads
-and vfork, with and without PTRACE_O_TRACECLONE/VFORK.
+and vfork, with and without PTRACE_O_TRACECLONE/VFORK; and (a) for comparison: chdir into and
+exec of what only the VFS has (its tmpfs).
 
 usage: sudo .venv/bin/python bench/bench_mechanisms.py [--quick] [--repeat 5] [--calls 100000] [--files 2000]
        [--dir /dev/shm] [--json OUT]
@@ -228,6 +229,13 @@ def limits(top: Path, progs: dict[str, str]) -> list[tuple[str, str]]:
         fail(f"the O_PATH trial failed ({proc.returncode}): {proc.stderr[-300:]!r}")
     out.append(("(b) notif addfd, `tar -x`'s O_PATH opens (ADDFD refuses O_PATH files: EBADF)",
                 f"{o_path[0].split()[1]} let through to the host (CONTINUE)"))
+    # (a) for comparison: a folder and a script that only the VFS has (its tmpfs /tmp)
+    manifest(top / "sh.toml", "/bin/sh", top / "work", Path(progs["workload"]).parent, False)
+    script = 'mkdir /tmp/sub && cd /tmp/sub && pwd && printf "#!/bin/sh\\necho ran\\n" > s && chmod +x s && ./s'
+    proc = run([LIBOS, "run", str(top / "sh.toml"), "--", "-c", script])
+    if proc.returncode or proc.stdout.split() != ["/tmp/sub", "ran"]:
+        fail(f"the libos run trial failed ({proc.returncode}): {proc.stdout!r} {proc.stderr[-300:]!r}")
+    out.append(("(a) libos run, in its tmpfs /tmp: mkdir, cd, write a script, exec it", "ok (cwd /tmp/sub, ran)"))
     target = str(top / "work" / "target")
     for follow in (True, False):
         flag = [] if follow else ["--no-follow"]
