@@ -15,6 +15,10 @@ How the view is built (docs/run.md has the whole story):
    (128+N for a signal) when the program exits; the kernel then kills what is left in the
    namespace, the namespace's mounts go, the FUSE session ends, and the runner flushes and
    closes every file still open before it returns the status.
+
+On a terminal the run is a job of its own (:mod:`libos.jobctl`): pid 1 leads the run's process
+group, the terminal's foreground group while the runner's is, and reports the program's stops,
+which the runner follows.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING
 from .errors import LibosError
 
 if TYPE_CHECKING:
+    from .jobctl import Terminal
     from .loader import LaunchPlan
     from .manifest import Manifest, MountSpec
 
@@ -41,6 +46,7 @@ __all__ = ["RunError", "run"]
 STAGE = "/proc"  # where pid 1 attaches the view before pivot_root (always there; hidden from then on)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 SI_KERNEL = 0x80  # a signal the kernel sent (the terminal's Ctrl-C reaches the program's group itself)
+WAITED = (*FORWARDED, signal.SIGCHLD, signal.SIGCONT)  # what the runner waits for
 #: the FUSE device (``LIBOS_FUSE_DEVICE`` names another node of it, e.g. one of mode 0666 where
 #: /dev/fuse is 0600 and an unprivileged user should run)
 FUSE_DEVICE = os.environ.get("LIBOS_FUSE_DEVICE", "/dev/fuse")
@@ -109,6 +115,7 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
     from vfs.fuse import load_mfusepy, serve
     from vfs.fuse_session import check_fuse_device
 
+    from .jobctl import Terminal
     from .libos import LibOS
     from .loader import mount_plan
 
@@ -127,15 +134,21 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
         raise RunError(f"can't make the FUSE mount of the view ({exc.strerror})", errno=exc.errno) from None
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    term = Terminal.open()
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*WAITED})
     try:
+        foreground = term is not None and term.foreground()
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the child
-            _child(fuse_fd, view, go_r, go_w, status_r, status_w, plan, binds)
+            _child(fuse_fd, view, go_r, go_w, status_r, status_w, plan, binds,
+                   None if term is None else term.fd, foreground)
         os.close(go_r)
         os.close(status_w)
-        return _supervise(lo.vfs, serve, fuse_fd, view, child, go_w, status_r, debug=debug, on_error=on_error)
+        return _supervise(lo.vfs, serve, fuse_fd, view, child, go_w, status_r, term, debug=debug,
+                          on_error=on_error)
     finally:
+        if term is not None:
+            term.release()  # the terminal back to the runner's group, whatever ended the run
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
@@ -169,11 +182,11 @@ def _end_session(server: threading.Thread, dev: int | None, on_error: Callable[[
     return False
 
 
-def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, status_r: int, *, debug: bool,
-               on_error: Callable[[str], None] | None) -> int:
-    """The runner's side: serve the view, pass signals on to pid 1, wait for the run to end.
-    ``view`` (the runner's handle on the mount) is closed once the view is up: the mount then
-    lives only in the run's namespace and goes with it."""
+def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, status_r: int, term: Terminal | None,
+               *, debug: bool, on_error: Callable[[str], None] | None) -> int:
+    """The runner's side: serve the view, pass signals on to pid 1, follow the program's stops
+    on a terminal (``term``), wait for the run to end. ``view`` (the runner's handle on the mount)
+    is closed once the view is up: the mount then lives only in the run's namespace and goes with it."""
     ready, settled = threading.Event(), threading.Event()
     served: list[BaseException] = []
     messages: list[str] = []
@@ -195,7 +208,13 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
             for line in f:
                 kind, _, rest = line.rstrip("\n").partition(" ")
                 if kind == "pid":
-                    init_pid.append(int(rest))
+                    pid, _, given = rest.partition(" ")
+                    init_pid.append(int(pid))
+                    if term is not None:
+                        term.started(int(pid), given == "1")
+                elif kind == "stop":
+                    if term is not None:
+                        term.stopped(int(rest))
                 else:
                     messages.append(rest)
 
@@ -209,13 +228,18 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
     os.close(view)
     code = 1
     while True:
-        info = signal.sigwaitinfo({*FORWARDED, signal.SIGCHLD})
+        info = signal.sigwaitinfo(set(WAITED))
         if info.si_signo == signal.SIGCHLD:
             pid, status = os.waitpid(child, os.WNOHANG)
             if pid == child:
                 code = _exit_code(status)
                 break
-        elif info.si_code != SI_KERNEL and init_pid:
+        elif info.si_signo == signal.SIGCONT:
+            if term is not None:
+                term.continued()
+        # the terminal's signals reach the program's group itself, unless the run is a job of its
+        # own and they came to the runner's group (before the run had the terminal)
+        elif (info.si_code != SI_KERNEL or term is not None) and init_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(init_pid[0], info.si_signo)
     reader.join()
@@ -255,9 +279,13 @@ def _libfuse_start_messages():
 
 
 def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_w: int, plan: LaunchPlan,
-           binds: list[MountSpec]) -> None:  # pragma: no cover - runs in the child
-    """The runner's child: new mount and PID namespaces, their pid 1, its exit status as ours."""
+           binds: list[MountSpec], tty: int | None, foreground: bool) -> None:  # pragma: no cover - the child
+    """The runner's child: new mount and PID namespaces, their pid 1, its exit status as ours.
+    On a terminal (``tty``) pid 1 leads the run's process group, made the foreground group if the
+    runner's was (``foreground``), before it starts anything."""
     from pal import namespaces as ns
+
+    from .jobctl import give_terminal
 
     code = 1
     try:
@@ -269,12 +297,27 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
             os._exit(1)
         os.close(go_r)
         ns.unshare(ns.CLONE_NEWNS | ns.CLONE_NEWPID)
+        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)  # pid 1 waits for its process group and our report
         pid = os.fork()
         if pid == 0:
-            _init(view, status_w, plan, binds)
+            os.close(hold_w)
+            if tty is not None:
+                os.close(tty)
+            if os.read(hold_r, 1) != b"1":
+                os._exit(1)
+            os.close(hold_r)
+            _init(view, status_w, plan, binds, report_stops=tty is not None)
+        os.close(hold_r)
         os.close(view)
-        os.write(status_w, f"pid {pid}\n".encode())
+        given = False
+        if tty is not None:
+            os.setpgid(pid, pid)
+            given = foreground and give_terminal(tty, pid)
+            os.close(tty)
+        os.write(status_w, f"pid {pid} {int(given)}\n".encode())
         os.close(status_w)
+        os.write(hold_w, b"1")
+        os.close(hold_w)
         code = _exit_code(os.waitpid(pid, 0)[1])
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -291,8 +334,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child and in p
         os._exit(1)
 
 
-def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec]) -> None:  # pragma: no cover
-    """pid 1 of the run's PID namespace: build the view, start the program, reap, pass signals on."""
+def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec], *,
+          report_stops: bool) -> None:  # pragma: no cover - runs as pid 1
+    """pid 1 of the run's PID namespace: build the view, start the program, reap, pass signals on
+    (and, on a terminal, tell the runner when the program stops)."""
     code = 1
     try:
         _die_with_parent()
@@ -300,8 +345,9 @@ def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec]) ->
         program = os.fork()
         if program == 0:
             _exec(plan, status_w)
-        os.close(status_w)
-        code = _reap(program)
+        if not report_stops:
+            os.close(status_w)
+        code = _reap(program, status_w if report_stops else None)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(status_w, f"error {exc}\n".encode())
@@ -385,8 +431,9 @@ def _exec(plan: LaunchPlan, status_w: int) -> None:  # pragma: no cover - runs a
     os._exit(127)
 
 
-def _reap(program: int) -> int:  # pragma: no cover - runs as pid 1
-    """Reap every process until ``program`` exits; pass the runner's signals on to it."""
+def _reap(program: int, stops: int | None) -> int:  # pragma: no cover - runs as pid 1
+    """Reap every process until ``program`` exits; pass the runner's signals on to it; write
+    ``stop N`` to ``stops`` when the program is stopped by signal N."""
     code: int | None = None
     while code is None:
         info = signal.sigwaitinfo({*FORWARDED, signal.SIGCHLD})
@@ -397,11 +444,15 @@ def _reap(program: int) -> int:  # pragma: no cover - runs as pid 1
             continue
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
-            if pid == program:
+            if pid == program and os.WIFSTOPPED(status):
+                if stops is not None:
+                    with contextlib.suppress(OSError):
+                        os.write(stops, f"stop {os.WSTOPSIG(status)}\n".encode())
+            elif pid == program:
                 code = _exit_code(status)
     return code

@@ -1,0 +1,139 @@
+"""Job control for ``libos run`` on a terminal: the run as a foreground job of the user's shell.
+
+When ``libos run`` has a controlling terminal and leads its own process group (a job-control
+shell made it a job), the run's pid 1 leads a process group of its own (visible inside the PID
+namespace as group 1, so a shell run inside can give the terminal back to it at exit), made the
+terminal's foreground group when the runner's group is. The runner then follows the program:
+
+- the program stopped (Ctrl-Z, a background read or write, SIGSTOP): pid 1 reports it, the
+  runner takes the terminal back for its own group and stops that group with the same signal, so
+  the user's shell sees a stopped job (not when the group is orphaned: there the kernel would have
+  discarded the terminal's stop, and the program is continued at once);
+- the runner continued (``fg``, ``bg``, SIGCONT): the run's group gets the terminal back when the
+  runner's group is in the foreground, then SIGCONT;
+- the run's end (and any error): the terminal goes back to the runner's group if the run had it.
+
+Without a terminal, or as a process that shares its parent's group, nothing of this happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+
+__all__ = ["Terminal", "give_terminal"]
+
+
+def give_terminal(fd: int, pgrp: int) -> bool:
+    """Make ``pgrp`` the foreground group of the terminal ``fd`` (SIGTTOU held off in this thread,
+    as shells do when they hand the terminal on); False if the terminal refused (hung up, gone)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        os.tcsetpgrp(fd, pgrp)
+        return True
+    except OSError:
+        return False
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _group_orphaned() -> bool:
+    """True when this process's group looks orphaned (its parent is not in another group of the
+    same session): the kernel discards the terminal's stop signals for such groups."""
+    parent = os.getppid()
+    try:
+        return os.getsid(parent) != os.getsid(0) or os.getpgid(parent) == os.getpgrp()
+    except OSError:
+        return True
+
+
+class Terminal:
+    """The runner's controlling terminal and the run's process group on it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.own = os.getpgrp()
+        self.group: int | None = None  # the run's group (pid 1's pid, as the runner sees it)
+        self.held: int | None = None  # the run's foreground group, while the run is stopped
+        self.given = False  # the run has the terminal (the runner gave it)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls) -> Terminal | None:
+        """The runner's terminal when job control applies (a controlling terminal, and the runner
+        leads its process group), else None."""
+        if os.getpgrp() != os.getpid():
+            return None
+        try:
+            return cls(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
+        except OSError:  # no controlling terminal
+            return None
+
+    def foreground(self) -> bool:
+        """True when the runner's group is the terminal's foreground group."""
+        try:
+            return os.tcgetpgrp(self.fd) == self.own
+        except OSError:
+            return False
+
+    def started(self, group: int, given: bool) -> None:
+        """The run's group exists (``given``: it was made the foreground group)."""
+        with self._lock:
+            self.group, self.given = group, given
+
+    def stopped(self, sig: int) -> None:
+        """The program stopped with ``sig``: stop the runner's group the same way (the terminal back
+        to it first), or continue the program when that stop would be discarded."""
+        with self._lock:
+            if self.group is None:
+                return
+            if self.given:
+                with contextlib.suppress(OSError):
+                    fg = os.tcgetpgrp(self.fd)
+                    self.held = fg if fg != self.own else self.group
+                give_terminal(self.fd, self.own)
+                self.given = False
+            if sig != signal.SIGSTOP and _group_orphaned():
+                self._resume()
+                return
+        os.killpg(self.own, sig)  # continued by SIGCONT: :meth:`continued`
+
+    def continued(self) -> None:
+        """The runner got SIGCONT (``fg``, ``bg``, ``kill -CONT``): the run's group gets the
+        terminal if the runner's is in the foreground, then SIGCONT, as a shell's ``fg`` does."""
+        with self._lock:
+            if self.group is not None:
+                self._resume()
+
+    def _resume(self) -> None:
+        assert self.group is not None
+        if not self.given and self.foreground():
+            target = self.held if self.held is not None and _alive(self.held) else self.group
+            self.given = give_terminal(self.fd, target)
+        self.held = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.group, signal.SIGCONT)
+
+    def release(self) -> None:
+        """The run ended: the terminal back to the runner's group if the run had it."""
+        with self._lock:
+            if self.given:
+                with contextlib.suppress(OSError):
+                    if os.tcgetpgrp(self.fd) != self.own:
+                        give_terminal(self.fd, self.own)
+            self.given = False
+            self.group = None
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _alive(pgrp: int) -> bool:
+    try:
+        os.killpg(pgrp, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
