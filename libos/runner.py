@@ -50,7 +50,6 @@ WAITED = (*FORWARDED, signal.SIGCHLD, signal.SIGCONT)  # what the runner waits f
 #: the FUSE device (``LIBOS_FUSE_DEVICE`` names another node of it, e.g. one of mode 0666 where
 #: /dev/fuse is 0600 and an unprivileged user should run)
 FUSE_DEVICE = os.environ.get("LIBOS_FUSE_DEVICE", "/dev/fuse")
-END_GRACE = 10.0  # seconds the view may outlive the run's namespace (a file of it held from outside)
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 
 
@@ -152,41 +151,13 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
-def _raise_read_ahead(view: int) -> int:
-    """The kernel's read-ahead of the view's mount (128 KiB by default: 4 MiB reads faster); the
-    mount's device number."""
-    from vfs.fuse_readahead import READ_AHEAD_KB
-
-    dev = os.fstat(view).st_dev
-    with contextlib.suppress(OSError), open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb",
-                                            "w") as f:
-        f.write(str(READ_AHEAD_KB))
-    return dev
-
-
-def _end_session(server: threading.Thread, dev: int | None, on_error: Callable[[str], None] | None) -> bool:
-    """Wait for the FUSE session to end with the run's namespace; False if it did not. It can't
-    while a process outside the run holds a file of the view (one passed over a socket): after a
-    grace period the connection is aborted where fusectl is mounted, else left to end with the
-    runner (that file's last writes are then lost: said on stderr)."""
-    server.join(timeout=END_GRACE)
-    if server.is_alive() and dev is not None:
-        with contextlib.suppress(OSError), open(f"/sys/fs/fuse/connections/{os.minor(dev)}/abort", "w") as f:
-            f.write("1")
-        server.join(timeout=END_GRACE)
-    if not server.is_alive():
-        return True
-    if on_error is not None:
-        on_error(f"a process outside the run still holds a file of the view after {END_GRACE:.0f} s; "
-                 "the view ends with libos run (writes to files still open there are lost)")
-    return False
-
-
 def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, status_r: int, term: Terminal | None,
                *, debug: bool, on_error: Callable[[str], None] | None) -> int:
     """The runner's side: serve the view, pass signals on to pid 1, follow the program's stops
     on a terminal (``term``), wait for the run to end. ``view`` (the runner's handle on the mount)
     is closed once the view is up: the mount then lives only in the run's namespace and goes with it."""
+    from .view_session import end_session, libfuse_start_messages, raise_read_ahead
+
     ready, settled = threading.Event(), threading.Event()
     served: list[BaseException] = []
     messages: list[str] = []
@@ -219,12 +190,12 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
                     messages.append(rest)
 
     server = threading.Thread(target=serve_view, name="libos-run-fuse", daemon=True)
-    with _libfuse_start_messages():
+    with libfuse_start_messages():
         server.start()
         settled.wait()  # the view is up, or serving it failed
     reader = threading.Thread(target=read_status, name="libos-run-status", daemon=True)
     reader.start()
-    dev = _raise_read_ahead(view) if ready.is_set() else None
+    dev = raise_read_ahead(view) if ready.is_set() else None
     os.close(view)
     code = 1
     while True:
@@ -243,7 +214,7 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
             with contextlib.suppress(ProcessLookupError):
                 os.kill(init_pid[0], info.si_signo)
     reader.join()
-    if not _end_session(server, dev, on_error):
+    if not end_session(server, dev, on_error):
         return code or 1
     if messages:
         raise RunError(messages[0])
@@ -255,27 +226,6 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
             on_error(f"the view's files were not all flushed: {exc}")
         return code or 1
     return code
-
-
-@contextlib.contextmanager
-def _libfuse_start_messages():
-    """libfuse 3.14 prints "Ignoring invalid max threads value" at every start (its own default):
-    keep it off the program's stderr, pass on anything else it says."""
-    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    saved = os.dup(2)
-    os.dup2(w, 2)
-    os.close(w)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        with contextlib.suppress(OSError):
-            said = os.read(r, 1 << 16).decode(errors="replace")
-            for line in said.splitlines(keepends=True):
-                if not line.startswith("Ignoring invalid max threads value"):
-                    os.write(2, line.encode())
-        os.close(r)
 
 
 def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_w: int, plan: LaunchPlan,
