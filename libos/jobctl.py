@@ -11,6 +11,10 @@ terminal's foreground group when the runner's group is. The runner then follows 
   discarded the terminal's stop, and the program is continued at once);
 - the runner continued (``fg``, ``bg``, SIGCONT): the run's group gets the terminal back when the
   runner's group is in the foreground, then SIGCONT;
+- the runner's group made the foreground group while the run runs in the background (a shell's
+  ``fg`` of a running job sends no SIGCONT): the run's group gets the terminal at once if the
+  program then reads or writes it (its SIGTTIN/SIGTTOU stop becomes a continue), else within
+  :data:`POLL` seconds (a thread watches the terminal, only while the run is in the background);
 - the run's end (and any error): the terminal goes back to the runner's group if the run had it.
 
 Without a terminal, or as a process that shares its parent's group, nothing of this happens.
@@ -22,8 +26,11 @@ import contextlib
 import os
 import signal
 import threading
+import time
 
-__all__ = ["Terminal", "give_terminal"]
+__all__ = ["POLL", "Terminal", "give_terminal"]
+
+POLL = 0.1  # seconds between looks at the terminal's foreground group while the run is in the background
 
 
 def give_terminal(fd: int, pgrp: int) -> bool:
@@ -58,7 +65,10 @@ class Terminal:
         self.group: int | None = None  # the run's group (pid 1's pid, as the runner sees it)
         self.held: int | None = None  # the run's foreground group, while the run is stopped
         self.given = False  # the run has the terminal (the runner gave it)
+        self.suspended = False  # the program stopped, the runner stopping or stopped: until SIGCONT
         self._lock = threading.Lock()
+        self._background = threading.Event()  # the run is in the background: watch the terminal
+        self._ended = False
 
     @classmethod
     def open(cls) -> Terminal | None:
@@ -78,10 +88,42 @@ class Terminal:
         except OSError:
             return False
 
+    def _foreground_group(self) -> int | None:
+        try:
+            return os.tcgetpgrp(self.fd)
+        except OSError:
+            return None
+
     def started(self, group: int, given: bool) -> None:
         """The run's group exists (``given``: it was made the foreground group)."""
         with self._lock:
             self.group, self.given = group, given
+            self._update()
+        threading.Thread(target=self._watch, name="libos-run-terminal", daemon=True).start()
+
+    def _update(self) -> None:
+        if self.group is not None and not self.given and not self.suspended and not self._ended:
+            self._background.set()
+        else:
+            self._background.clear()
+
+    def _watch(self) -> None:
+        """While the run is in the background: give it the terminal once the runner's group has it."""
+        while True:
+            self._background.wait()
+            with self._lock:
+                if self._ended:
+                    return
+                if self._background.is_set() and self.foreground():
+                    self._take_foreground()
+            time.sleep(POLL)
+
+    def _take_foreground(self) -> None:
+        assert self.group is not None
+        target = self.held if self.held is not None and _alive(self.held) else self.group
+        self.given = give_terminal(self.fd, target)
+        self.held = None
+        self._update()
 
     def stopped(self, sig: int) -> None:
         """The program stopped with ``sig``: stop the runner's group the same way (the terminal back
@@ -89,6 +131,16 @@ class Terminal:
         with self._lock:
             if self.group is None:
                 return
+            if sig in (signal.SIGTTIN, signal.SIGTTOU):
+                if not self.given and self.foreground():
+                    # brought to the foreground while running (no SIGCONT told us): the program's
+                    # group gets the terminal and goes on, as it would have natively
+                    self._take_foreground()
+                if self.given and self._foreground_group() == self.group:
+                    # (or given it by the watcher since the stop): the stop is stale
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(self.group, signal.SIGCONT)
+                    return
             if self.given:
                 with contextlib.suppress(OSError):
                     fg = os.tcgetpgrp(self.fd)
@@ -98,6 +150,8 @@ class Terminal:
             if sig != signal.SIGSTOP and _group_orphaned():
                 self._resume()
                 return
+            self.suspended = True
+            self._update()
         os.killpg(self.own, sig)  # continued by SIGCONT: :meth:`continued`
 
     def continued(self) -> None:
@@ -109,10 +163,11 @@ class Terminal:
 
     def _resume(self) -> None:
         assert self.group is not None
+        self.suspended = False
         if not self.given and self.foreground():
-            target = self.held if self.held is not None and _alive(self.held) else self.group
-            self.given = give_terminal(self.fd, target)
+            self._take_foreground()
         self.held = None
+        self._update()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.group, signal.SIGCONT)
 
@@ -125,8 +180,10 @@ class Terminal:
                         give_terminal(self.fd, self.own)
             self.given = False
             self.group = None
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+            self._ended = True
+            self._background.set()  # the watcher sees the end and returns
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
 
 
 def _alive(pgrp: int) -> bool:

@@ -24,7 +24,13 @@ GUARD = 90.0  # seconds: a hang guard only
 class ShellTerminal:
     """``bash -i`` on a new pty, its job control on (``set -b``: job changes reported at once)."""
 
-    def __init__(self, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, cwd: str | None = None, *,
+                 _attach: tuple[int, int] | None = None) -> None:
+        self.buf = bytearray()
+        self.seen = bytearray()  # everything shown, for failure messages
+        if _attach is not None:
+            self.pid, self.master = _attach
+            return
         bash = shutil.which("bash") or "/bin/bash"
         environ = dict(env if env is not None else os.environ)
         environ.update(PS1=PROMPT.decode(), TERM="dumb", PROMPT_COMMAND="", HISTFILE="/dev/null")
@@ -36,10 +42,31 @@ class ShellTerminal:
                 os.execve(bash, [bash, "--norc", "--noprofile", "--noediting", "-i"], environ)
             finally:
                 os._exit(127)
-        self.buf = bytearray()
-        self.seen = bytearray()  # everything shown, for failure messages
         self.expect(PROMPT)
         self.line("set -b")
+
+    @classmethod
+    def attach(cls, pid: int, master: int) -> ShellTerminal:
+        """The terminal of a session already started with ``pty.fork`` (``pid`` its leader)."""
+        return cls(_attach=(pid, master))
+
+    def wait(self, guard: float = GUARD) -> int:
+        """The session leader's exit status, the terminal drained meanwhile."""
+        deadline = time.monotonic() + guard
+        while True:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.pid = 0
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the session leader did not exit; last shown: {bytes(self.seen[-800:])!r}")
+            try:
+                if select.select([self.master], [], [], 0.2)[0]:
+                    chunk = os.read(self.master, 4096)
+                    self.buf += chunk
+                    self.seen += chunk
+            except OSError:
+                time.sleep(0.05)
 
     def send(self, data: bytes | str) -> None:
         """Type ``data`` at the terminal."""
@@ -80,6 +107,9 @@ class ShellTerminal:
 
     def close(self) -> None:
         """End the shell (and what it still runs) and the pty."""
+        if not self.pid:
+            os.close(self.master)
+            return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGHUP)
         deadline = time.monotonic() + GUARD

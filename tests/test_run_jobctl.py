@@ -11,6 +11,7 @@ Each test runs as root and as an unprivileged user (``setpriv``, a user namespac
 from __future__ import annotations
 
 import os
+import pty
 import shlex
 import shutil
 import subprocess
@@ -135,26 +136,74 @@ def test_inner_shell_job_control_and_exit_status(view: View) -> None:
         assert t.line("echo outer-shell-works").endswith(b"outer-shell-works\r\n" + PROMPT)
 
 
-GROUPS = ("import os; fd = os.open('/dev/tty', os.O_RDWR); "
-          "print('foreground', os.tcgetpgrp(fd) == os.getpgrp(), 'group', os.getpgrp())")
+GROUPS = ("import os, sys, time; fd = os.open('/dev/tty', os.O_RDWR); "
+          "print('foreground', os.tcgetpgrp(fd) == os.getpgrp(), 'group', os.getpgrp(), flush=True); "
+          "sys.argv[1:] == ['wait'] and time.sleep(100)")
 
 
-def test_the_run_holds_the_terminal_and_gives_it_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("end", ["exit", "sigterm"])
+def test_the_run_holds_the_terminal_and_gives_it_back(tmp_path: Path, end: str) -> None:
     """A session leader that runs libos run as a job (its own group, given the terminal) gets the
-    terminal back for that group at the end: the program had it meanwhile, in a group of its own."""
+    terminal back for that group when the run ends, by its program's exit or by a SIGTERM to the
+    runner; the program had it meanwhile, in a group of its own."""
     v = View(tmp_path / "view", PYTHON, start_dir="/tmp")
     script = tmp_path / "leader.py"
     script.write_text(
         "import os, signal, subprocess, sys\n"
         "signal.signal(signal.SIGTTOU, signal.SIG_IGN)\n"
-        f"p = subprocess.Popen({v.cmd('-c', GROUPS)!r}, process_group=0)\n"
+        f"p = subprocess.Popen({v.cmd('-c', GROUPS, *(['wait'] if end == 'sigterm' else []))!r}, "
+        "process_group=0, stdout=subprocess.PIPE)\n"
         "os.tcsetpgrp(0, p.pid)\n"
+        "print(p.stdout.readline().decode().strip(), flush=True)\n"
+        f"{'p.send_signal(signal.SIGTERM)' if end == 'sigterm' else 'pass'}\n"
         "code = p.wait()\n"
         "print('after', os.tcgetpgrp(0) == p.pid, code, flush=True)\n")
     with ShellTerminal(cwd=str(tmp_path)) as t:
         out = t.line(shlex.join([PYTHON, str(script)]))
     assert b"foreground True group 1\r\n" in out, out  # pid 1 leads the program's group
-    assert b"after True 0\r\n" in out, out
+    assert f"after True {143 if end == 'sigterm' else 0}\r\n".encode() in out, out
+
+
+# waits in the background until its group has the terminal, then reads it
+FOREGROUND = ("import os, time; fd = os.open('/dev/tty', os.O_RDWR); print('armed', flush=True); "
+              "[time.sleep(0.05) for _ in iter(lambda: os.tcgetpgrp(fd) == os.getpgrp(), True)]; "
+              "print('foreground', flush=True); print('got:' + input()); raise SystemExit(6)")
+
+
+def test_fg_of_a_running_background_run_gives_it_the_terminal(view: View) -> None:
+    """bash's fg of a running job only makes its group the foreground group (no SIGCONT): the
+    program's group gets the terminal then, as a native job's would."""
+    with terminal(view) as t:
+        t.send(command(view, "-c", f"exec python3 -c {shlex.quote(FOREGROUND)}") + " &\n")
+        t.expect(b"armed\r\n")
+        t.send("fg\n")
+        t.expect(b"foreground\r\n")
+        t.send("hello\n")
+        t.expect(b"got:hello\r\n")
+        t.expect(PROMPT)
+        assert t.status() == 6
+
+
+def test_ctrl_z_in_an_orphaned_group_is_discarded_as_natively(tmp_path: Path) -> None:
+    """libos run as the session leader itself (no shell to stop for): the terminal's stop would be
+    discarded for a native program (an orphaned group), so the program goes on."""
+    v = View(tmp_path / "view", PYTHON, start_dir="/tmp")
+    cmd = v.cmd("-c", "print('ready', flush=True); print('got:' + input()); raise SystemExit(3)")
+    pid, master = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(cmd[0], cmd, dict(os.environ))
+        finally:
+            os._exit(127)
+    t = ShellTerminal.attach(pid, master)
+    try:
+        t.expect(b"ready\r\n")
+        t.send(b"\x1a")
+        t.send("hello\n")
+        t.expect(b"got:hello\r\n")
+        assert t.wait() == 3
+    finally:
+        t.close()
 
 
 def test_without_a_terminal_nothing_changes(tmp_path: Path) -> None:
