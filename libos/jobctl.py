@@ -94,6 +94,15 @@ class Terminal:
         except OSError:
             return None
 
+    def _in_run(self, pgrp: int) -> bool:
+        """True when ``pgrp`` is the run's group or one led by a process of the run's PID namespace."""
+        if pgrp == self.group:
+            return True
+        try:
+            return os.readlink(f"/proc/{pgrp}/ns/pid") == os.readlink(f"/proc/{self.group}/ns/pid")
+        except OSError:
+            return False
+
     def started(self, group: int, given: bool) -> None:
         """The run's group exists (``given``: it was made the foreground group)."""
         with self._lock:
@@ -120,7 +129,7 @@ class Terminal:
 
     def _take_foreground(self) -> None:
         assert self.group is not None
-        target = self.held if self.held is not None and _alive(self.held) else self.group
+        target = self.held if self.held is not None and self._in_run(self.held) else self.group
         self.given = give_terminal(self.fd, target)
         self.held = None
         self._update()
@@ -132,7 +141,7 @@ class Terminal:
             if self.group is None:
                 return
             if sig in (signal.SIGTTIN, signal.SIGTTOU):
-                if not self.given and self.foreground():
+                if self.foreground():
                     # brought to the foreground while running (no SIGCONT told us): the program's
                     # group gets the terminal and goes on, as it would have natively
                     self._take_foreground()
@@ -142,10 +151,10 @@ class Terminal:
                         os.killpg(self.group, signal.SIGCONT)
                     return
             if self.given:
-                with contextlib.suppress(OSError):
-                    fg = os.tcgetpgrp(self.fd)
-                    self.held = fg if fg != self.own else self.group
-                give_terminal(self.fd, self.own)
+                fg = self._foreground_group()
+                if fg is not None and self._in_run(fg):  # not the user's shell's, or nobody's
+                    self.held = fg
+                    give_terminal(self.fd, self.own)
                 self.given = False
             if sig != signal.SIGSTOP and _group_orphaned():
                 self._resume()
@@ -164,7 +173,7 @@ class Terminal:
     def _resume(self) -> None:
         assert self.group is not None
         self.suspended = False
-        if not self.given and self.foreground():
+        if self.foreground():  # fg: whatever the run had before, it is the run's now
             self._take_foreground()
         self.held = None
         self._update()
@@ -172,12 +181,14 @@ class Terminal:
             os.killpg(self.group, signal.SIGCONT)
 
     def release(self) -> None:
-        """The run ended: the terminal back to the runner's group if the run had it."""
+        """The run ended: the terminal back to the runner's group if the run had it (once)."""
         with self._lock:
-            if self.given:
-                with contextlib.suppress(OSError):
-                    if os.tcgetpgrp(self.fd) != self.own:
-                        give_terminal(self.fd, self.own)
+            if self._ended:
+                return
+            fg = self._foreground_group()
+            # the run's group, or one of it now gone with the run; never a live group of someone else
+            if self.given and fg is not None and fg != self.own and (fg == self.group or not _alive(fg)):
+                give_terminal(self.fd, self.own)
             self.given = False
             self.group = None
             self._ended = True

@@ -213,6 +213,8 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
         elif (info.si_code != SI_KERNEL or term is not None) and init_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(init_pid[0], info.si_signo)
+    if term is not None:
+        term.release()  # before the view's session ends (which may take END_GRACE)
     reader.join()
     if not end_session(server, dev, on_error):
         return code or 1
