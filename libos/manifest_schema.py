@@ -34,10 +34,11 @@ class one_of:
 class SchemaViolation(Exception):
     """``key`` (a dotted path, "" for the top) breaks the schema: ``what`` says how."""
 
-    def __init__(self, key: str, what: str) -> None:
+    def __init__(self, key: str, what: str, *, expected: tuple[Any, ...] = ()) -> None:
         super().__init__(f"{key or '(top level)'}: {what}")
         self.key = key
         self.what = what
+        self.expected = expected  # for a wrong literal value: the values allowed there
 
 
 _size = str
@@ -167,7 +168,8 @@ def _check_any(alternatives: one_of, value: object, path: str) -> None:
             failures.append(exc)
     if all(isinstance(o, str | bool | int) for o in alternatives.options):
         allowed = ", ".join(repr(o).replace("'", '"') for o in alternatives.options)
-        raise SchemaViolation(path, f"{_show(value)} is not allowed (expected one of: {allowed})")
+        raise SchemaViolation(path, f"{_show(value)} is not allowed (expected one of: {allowed})",
+                              expected=alternatives.options)
     # the alternative whose literal fields (a mount's type) match, else the one that got
     # furthest (the deepest key), says best what is wrong
     def fit(pair: tuple[Any, SchemaViolation]) -> tuple[int, int]:
@@ -178,7 +180,13 @@ def _check_any(alternatives: one_of, value: object, path: str) -> None:
                            and value.get(k.name if isinstance(k, Required) else k) == v)
         return literals, exc.key.count(".") + exc.key.count("[")
 
-    raise max(zip(alternatives.options, failures, strict=True), key=fit)[1]
+    best = max(zip(alternatives.options, failures, strict=True), key=fit)[1]
+    if best.expected:
+        allowed = tuple(v for e in failures if e.key == best.key for v in e.expected)
+        if len(allowed) > 1:
+            raise SchemaViolation(best.key, best.what.split(" (expected")[0] +
+                                  f" (expected one of: {', '.join(_show(v) for v in allowed)})", expected=allowed)
+    raise best
 
 
 def _show(value: object) -> str:
@@ -201,7 +209,7 @@ def _check(schema: Any, value: object, path: str) -> None:
         if not isinstance(value, schema):
             raise SchemaViolation(path, f"expected {_TYPE_NAMES.get(schema, schema.__name__)}, got {_type_name(value)}")
     elif value != schema or type(value) is not type(schema):
-        raise SchemaViolation(path, f"{_show(value)} is not allowed (expected {_show(schema)})")
+        raise SchemaViolation(path, f"{_show(value)} is not allowed (expected {_show(schema)})", expected=(schema,))
 
 
 def validate(data: dict, schema: dict | None = None) -> None:
