@@ -14,6 +14,8 @@ from .lazy_group import LazyCommand, LazyGroup
 
 # name -> (module, click command in it, the first paragraph of its docstring: `libos --help` shows it)
 COMMANDS = {
+    "manifest": LazyCommand("tools.libos_commands.manifest", "manifest", "Render the manifest template INFILE (or "
+                            "-c STRING) into the final manifest OUTFILE (default: stdout)."),
     "mount": LazyCommand("tools.libos_commands.mount", "mount", "Mount the whole file view MANIFEST defines (its "
                          "fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT."),
     "run": LazyCommand("tools.libos_commands.run", "run", "Run MANIFEST's libos.entrypoint inside the file view "
