@@ -218,13 +218,29 @@ def _chain(obj: ElfObject) -> Iterator[ElfObject]:
         current = current.loader
 
 
+_CLASSES = {1: 32, 2: 64}
+
+
 def _fits(res: _Resolver, path: str, want: ElfObject) -> ElfObject | None:
+    """The object at ``path`` if ld.so would take it for ``want``: None when there is no file or
+    it is an ELF file of another class or machine (ld.so passes over those); anything else that
+    is not a valid ELF file is an error, as for ld.so ("file too short", "invalid ELF header")."""
     if not res.is_file(path):
         return None
     try:
-        found = res.read(path)
-    except ElfDepsError:
-        return None
+        with open(res.real(path), "rb") as file:
+            head = file.read(20)
+    except OSError as exc:
+        raise ElfDepsError(f"{path}: can't read it: {exc.strerror}", errno=exc.errno) from None
+    if len(head) == 20 and head[:4] == b"\x7fELF":
+        if _CLASSES.get(head[4]) != want.elfclass:
+            return None
+        from elftools.elf.enums import ENUM_E_MACHINE
+
+        machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+        if ENUM_E_MACHINE.get(want.machine) != machine:
+            return None
+    found = res.read(path)
     return found if (found.machine, found.elfclass) == (want.machine, want.elfclass) else None
 
 
