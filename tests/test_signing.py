@@ -73,6 +73,18 @@ def test_sign_writes_gramines_bytes(tmp_path: Path, case: str) -> None:
     assert (tmp_path / "out.sig").read_bytes() == (VECTORS / f"{case}.sig").read_bytes()
 
 
+def test_verbose_output_shows_the_layout_and_measurement(tmp_path: Path) -> None:
+    proc = ok(libos("sign", "-m", str(VECTORS / "case1.manifest"), "-o", str(tmp_path / "a.manifest.sgx"),
+                    "-s", str(tmp_path / "a.sig"), "-k", str(KEY), "-l", str(PAL), "--chroot", str(VECTORS / "root")))
+    lines = proc.stdout.splitlines()
+    mrenclave_hex = (VECTORS / "case1.mrenclave.txt").read_text().strip()
+    assert lines[-2:] == ["Measurement:", f"    {mrenclave_hex}"]
+    assert "    0000000003fff000-0000000004000000 [REG:R--] (manifest) measured" in lines
+    assert "    0000000003f47000-0000000003f48000 [REG:R-X] (code) measured" in lines
+    assert "    0000000000010000-0000000003f46000 [REG:RWX] (free)" in lines
+    assert mrenclave_hex in proc.stderr  # the summary line
+
+
 def test_gramines_option_names_and_default_sigfile(tmp_path: Path) -> None:
     """--manifest/--output/--libpal/--key/--date and the .sig named after the manifest; the
     default key is $XDG_CONFIG_HOME/gramine/enclave-key.pem."""
@@ -292,4 +304,6 @@ def test_sigstruct_view_refuses_bad_files(tmp_path: Path) -> None:
     assert "signature does not verify" in error_line(libos("sigstruct-view", str(tmp_path / "tampered.sig")))
     (tmp_path / "short.sig").write_bytes(bytes(data[:100]))
     assert "1808 bytes" in error_line(libos("sigstruct-view", str(tmp_path / "short.sig")))
+    (tmp_path / "long.sig").write_bytes(bytes(data) * 3)
+    assert "this file has 5424" in error_line(libos("sigstruct-view", str(tmp_path / "long.sig")))
     assert "No such file" in error_line(libos("sigstruct-view", str(tmp_path / "none.sig")))

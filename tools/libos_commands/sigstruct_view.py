@@ -46,11 +46,16 @@ def sigstruct_view(sigfile: str, verbose: bool, output_format: str, as_json: boo
 
     The fields and formats are gramine-sgx-sigstruct-view's. A malformed file or a signature that
     does not verify is an error (exit status 1)."""
-    from pal.sgx.sigstruct import Sigstruct, SigstructError
+    from pal.sgx.sigstruct import SIGSTRUCT_SIZE, Sigstruct, SigstructError
 
     try:
         with open(sigfile, "rb") as f:
-            data = f.read(1809)
+            data = f.read(SIGSTRUCT_SIZE + 1)
+            if len(data) > SIGSTRUCT_SIZE:  # (don't read a big file whole to say it is too big)
+                import os
+
+                raise SigstructError(f"a SIGSTRUCT is {SIGSTRUCT_SIZE} bytes, this file has "
+                                     f"{os.fstat(f.fileno()).st_size or 'more'}")
         sig = Sigstruct.from_bytes(data)
         sig.verify()
     except (SigstructError, OSError) as exc:
