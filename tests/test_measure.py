@@ -262,3 +262,13 @@ def test_a_new_runtime_source_changes_the_standin(tmp_path: Path) -> None:
     before = PalImage.standin(root)
     (root / "vfs" / "extra.py").write_text("")
     assert PalImage.standin(root) != before
+
+
+def test_fixed_address_pal_measures_as_gramine() -> None:
+    """tests/vectors/sgx-nonpie: a non-PIE PAL at 0x400000, MRENCLAVE from Gramine's own code."""
+    folder = VECTORS.parent / "sgx-nonpie"
+    pal = PalImage.from_elf(folder / "nonpie.elf")
+    data = (folder / "nonpie.manifest.sgx").read_bytes()
+    by = {a.desc: a for a in enclave_areas(data, pal)}
+    assert (by["pal"].addr, by["pal"].end) == (0x400000, 0x404000)
+    assert mrenclave(data, pal).hex() == (folder / "nonpie.mrenclave.txt").read_text().strip()
