@@ -67,6 +67,7 @@ class SignedEnclave:
     sigstruct: Any  # pal.sgx.sigstruct.Sigstruct
     areas: list  # pal.sgx.layout.Area, in measurement order
     pal_name: str
+    final: dict  # the final manifest's data
 
     @property
     def mrenclave(self) -> bytes:
@@ -208,7 +209,7 @@ def sign_manifest(manifest_path: str | os.PathLike[str], key_path: str | os.Path
         for tmp in temps:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-    return SignedEnclave(outputs["output"], outputs["sigfile"], manifest_bytes, sig, areas, image.name)
+    return SignedEnclave(outputs["output"], outputs["sigfile"], manifest_bytes, sig, areas, image.name, data)
 
 
 def generate_private_key_file(path: str | os.PathLike[str] | None = None, *, force: bool = False) -> str:

@@ -79,6 +79,7 @@ def test_verbose_output_shows_the_layout_and_measurement(tmp_path: Path) -> None
     lines = proc.stdout.splitlines()
     mrenclave_hex = (VECTORS / "case1.mrenclave.txt").read_text().strip()
     assert lines[-2:] == ["Measurement:", f"    {mrenclave_hex}"]
+    assert lines[4:6] == ["SGX remote attestation:", "    None"]
     assert "    0000000003fff000-0000000004000000 [REG:R--] (manifest) measured" in lines
     assert "    0000000003f47000-0000000003f48000 [REG:R-X] (code) measured" in lines
     assert "    0000000000010000-0000000003f46000 [REG:RWX] (free)" in lines
@@ -151,6 +152,23 @@ def test_a_change_changes_mrenclave(tmp_path: Path, what: str, old: str, new: st
     ok(sign(tmp_path, tmp_path / "app.manifest"))
     _, sig = written(tmp_path)
     assert sig.enclave_hash != Sigstruct.from_bytes((VECTORS / "case1.sig").read_bytes()).enclave_hash, what
+
+
+def test_nothing_else_changes_the_outputs(tmp_path: Path) -> None:
+    """Untrusted files in the tree, the output names, the current folder, and signing the final
+    manifest again: the same two files."""
+    root = tmp_path / "root"
+    shutil.copytree(VECTORS / "root", root)
+    (root / "app" / "untrusted.txt").write_text("not in sgx.trusted_files\n")
+    (root / "app" / "tf2").mkdir()
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    ok(sign(work, VECTORS / "case1.manifest", chroot=root, name="other-name", cwd=work))
+    assert (work / "other-name.manifest.sgx").read_bytes() == (VECTORS / "case1.manifest.sgx").read_bytes()
+    assert (work / "other-name.sig").read_bytes() == (VECTORS / "case1.sig").read_bytes()
+    ok(sign(tmp_path, work / "other-name.manifest.sgx", chroot=root, name="again"))
+    assert (tmp_path / "again.manifest.sgx").read_bytes() == (VECTORS / "case1.manifest.sgx").read_bytes()
+    assert (tmp_path / "again.sig").read_bytes() == (VECTORS / "case1.sig").read_bytes()
 
 
 def differing_fields(a: bytes, b: bytes) -> set[str]:

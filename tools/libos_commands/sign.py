@@ -31,6 +31,9 @@ def _print_details(result) -> None:
     click.echo(f"    size:        {params.enclave_size:#x}")
     click.echo(f"    edmm:        {params.edmm_enable}")
     click.echo(f"    max_threads: {params.max_threads}")
+    click.echo("SGX remote attestation:")
+    attestation = result.final.get("sgx", {}).get("remote_attestation", "none")
+    click.echo({"none": "    None", "dcap": "    DCAP/ECDSA"}.get(attestation, "    <unrecognized>"))
     click.echo("Memory:")
     for area in result.areas:
         if area.pal is not None:
