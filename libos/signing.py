@@ -69,8 +69,12 @@ class SignedEnclave:
     pal_name: str
     final: dict  # the final manifest's data
 
+    def __repr__(self) -> str:
+        return f"SignedEnclave({self.manifest_sgx!r}, {self.sigfile!r}, {self.sigstruct!r}, pal={self.pal_name!r})"
+
     @property
     def mrenclave(self) -> bytes:
+        """MRENCLAVE (32 bytes)."""
         return self.sigstruct.enclave_hash
 
 

@@ -325,3 +325,24 @@ def test_sigstruct_view_refuses_bad_files(tmp_path: Path) -> None:
     (tmp_path / "long.sig").write_bytes(bytes(data) * 3)
     assert "this file has 5424" in error_line(libos("sigstruct-view", str(tmp_path / "long.sig")))
     assert "No such file" in error_line(libos("sigstruct-view", str(tmp_path / "none.sig")))
+
+
+def test_no_repr_or_error_shows_the_private_key(tmp_path: Path) -> None:
+    from libos.errors import SigningError
+    from libos.signing import sign_manifest
+    from pal.sgx.sigstruct import load_private_key
+
+    pem = KEY.read_bytes()
+    numbers = load_private_key(pem).private_numbers()
+    secrets = [str(numbers.d), f"{numbers.d:x}", f"{numbers.p:x}", f"{numbers.q:x}",
+               pem.decode().splitlines()[1]]
+    result = sign_manifest(VECTORS / "case1.manifest", KEY, tmp_path / "a.manifest.sgx", sigfile=tmp_path / "a.sig",
+                           date="2026-01-02", pal=PAL, chroot=VECTORS / "root")
+    shown = [repr(result), str(result), repr(result.sigstruct), repr(result.areas)]
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(pem.replace(b"MII", b"XYZ", 1))  # a damaged key
+    with pytest.raises(SigningError) as info:
+        sign_manifest(VECTORS / "case1.manifest", bad, tmp_path / "b.manifest.sgx")
+    shown.append(str(info.value))
+    for text in shown:
+        assert not any(secret in text for secret in secrets)

@@ -80,7 +80,7 @@ class Area:
     flags: int
     addr: int | None = None
     measure: bool = True
-    content: bytes | None = None
+    content: bytes | None = field(default=None, repr=False)
     pal: PalImage | None = field(default=None, repr=False)
 
     @property

@@ -350,6 +350,7 @@ def check_private_key(private_key: Any) -> None:
 def load_private_key(pem: bytes, *, name: str = "key") -> Any:
     """The RSA private key in the PEM bytes ``pem`` (unencrypted), checked with
     :func:`check_private_key`; ``name`` (the file) is used in messages, never the key."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     try:
@@ -357,7 +358,7 @@ def load_private_key(pem: bytes, *, name: str = "key") -> Any:
     except TypeError:
         raise SigningKeyError(f"signing key '{name}' is encrypted with a passphrase; pfskit reads only "
                               "unencrypted keys (decrypt it with 'openssl rsa')") from None
-    except (ValueError, Exception) as exc:  # cryptography raises ValueError or UnsupportedAlgorithm
+    except (ValueError, UnsupportedAlgorithm) as exc:
         kind = type(exc).__name__
         raise SigningKeyError(f"signing key '{name}' is not a PEM private key ({kind}); make one with "
                               "'libos gen-private-key'") from None
