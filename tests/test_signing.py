@@ -102,7 +102,7 @@ def test_gramines_option_names_and_default_sigfile(tmp_path: Path) -> None:
 
 def test_missing_default_key_says_how_to_make_one(tmp_path: Path) -> None:
     line = error_line(sign(tmp_path, VECTORS / "case1.manifest", key=None,
-                           env={"XDG_CONFIG_HOME": str(tmp_path / "none")}))
+                           env={"XDG_CONFIG_HOME": str(tmp_path / "none")}), code=2)
     assert f"{tmp_path}/none/gramine/enclave-key.pem' does not exist" in line
     assert "libos gen-private-key" in line
     assert sorted(os.listdir(tmp_path)) == []
@@ -244,6 +244,12 @@ def test_bad_key_is_refused_and_nothing_written(tmp_path: Path, exponent, bits, 
 def test_usage_errors(tmp_path: Path) -> None:
     assert "does not exist" in error_line(sign(tmp_path, tmp_path / "missing.manifest"), code=2)
     assert "--date" in error_line(sign(tmp_path, VECTORS / "case1.manifest", date="2026-1-2"), code=2)
+    assert "PAL '/nonexistent.so' does not exist" in error_line(
+        sign(tmp_path, VECTORS / "case1.manifest", pal=Path("/nonexistent.so")), code=2)
+    assert "signing key '/nonexistent.pem' does not exist" in error_line(
+        sign(tmp_path, VECTORS / "case1.manifest", key=Path("/nonexistent.pem")), code=2)
+    assert "is not an ELF file" in error_line(sign(tmp_path, VECTORS / "case1.manifest", pal=KEY))
+    assert sorted(os.listdir(tmp_path)) == []
     line = error_line(libos("sign", "-m", str(VECTORS / "case1.manifest"), "-o", str(VECTORS / "case1.manifest"),
                             "-k", str(KEY)))
     assert "is the input manifest; not overwriting it" in line

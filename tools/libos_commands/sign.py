@@ -93,8 +93,16 @@ def sign(manifest: str, output: str, key: str | None, sigfile: str | None, date:
     if not os.path.isfile(manifest):
         _fail(f"manifest '{manifest}' does not exist" if not os.path.exists(manifest)
               else f"manifest '{manifest}' is not a file", 2, debug)
+    from libos.signing import default_key_path
+
+    key_path = key if key is not None else str(default_key_path())
+    if not os.path.exists(key_path):
+        _fail(f"signing key '{key_path}' does not exist; make one with 'libos gen-private-key' "
+              "(or give another with --key)", 2, debug)
+    if pal is not None and not os.path.isfile(pal):
+        _fail(f"PAL '{pal}' does not exist" if not os.path.exists(pal) else f"PAL '{pal}' is not a file", 2, debug)
     try:
-        result = sign_manifest(manifest, key, output, sigfile=sigfile, date=when, pal=pal, chroot=chroot)
+        result = sign_manifest(manifest, key_path, output, sigfile=sigfile, date=when, pal=pal, chroot=chroot)
     except (LibosError, EnclaveError) as exc:
         _fail(str(exc), 1, debug)
     except OSError as exc:
