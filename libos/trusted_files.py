@@ -122,15 +122,17 @@ def _entry(item: object, chroot: Path | None, key: str) -> TrustedEntry:
     return TrustedEntry(uri, sha256, _realpath(_uri_path(uri, key), chroot, key), key)
 
 
-def _child(outer: Path, chroot: Path | None, key: str) -> TrustedEntry:
-    path = PurePosixPath(outer) if chroot is None else "/" / PurePosixPath(outer).relative_to(chroot)
-    uri = f"file:{path}{'/' if outer.is_dir() else ''}"
-    return TrustedEntry(uri, None, _realpath(PurePosixPath(path), chroot, key), key)
+def _child_prefix(entry: TrustedEntry, chroot: Path | None) -> str:
+    """What a child's URI path starts with: the folder's path as pathlib writes it, then "/"."""
+    inner = PurePosixPath(entry.realpath) if chroot is None else "/" / PurePosixPath(entry.realpath).relative_to(chroot)
+    text = str(inner)
+    return "" if text == "." else "/" if text == "/" else text + "/"
 
 
-def _names(folder: Path) -> list[str]:
+def _listing(folder: Path) -> list[os.DirEntry[str]]:
     try:
-        return sorted(os.listdir(folder))
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
     except PermissionError:  # as pathlib's glob: an unlistable folder has no entries
         return []
 
@@ -147,13 +149,25 @@ def _expand(entry: TrustedEntry, chroot: Path | None) -> Iterator[TrustedEntry]:
                                errno=errno.ENOTDIR, key=entry.key)
     if entry.sha256 is not None:
         raise SgxManifestError(f"{entry.key}: {entry.uri!r} is a folder and can't have a sha256", key=entry.key)
-    for name in _names(entry.realpath):
-        outer = entry.realpath / name
-        if not (outer.is_file() or outer.is_dir()) or not os.access(outer, os.R_OK):
+    prefix = _child_prefix(entry, chroot)
+    for item in _listing(entry.realpath):
+        # the checks of Gramine's expand_directory, on the same path (links followed, as there)
+        is_dir = item.is_dir()
+        if not (is_dir or item.is_file()) or not os.access(item.path, os.R_OK):
             continue
-        if outer.is_symlink() and outer.is_dir():
-            continue
-        yield from _expand(_child(outer, chroot, entry.key), chroot)
+        link = item.is_symlink()
+        if is_dir and link:
+            continue  # symbolic links to folders are not descended
+        inner = prefix + item.name
+        if link and chroot is not None:
+            real = chroot / resolve_in_chroot(PurePosixPath(inner), chroot, key=entry.key).relative_to("/")
+        else:  # no link: the path in the chroot is already resolved
+            real = Path(item.path)
+        child = TrustedEntry(f"file:{inner}/" if is_dir else f"file:{inner}", None, real, entry.key)
+        if is_dir:
+            yield from _expand(child, chroot)
+        else:
+            yield child
 
 
 def expand_entries(items: Sequence[object], *, chroot: Path | None = None) -> list[TrustedEntry]:
@@ -172,10 +186,21 @@ def expand_entries(items: Sequence[object], *, chroot: Path | None = None) -> li
     return list(found.values())
 
 
+_CHUNK = 1 << 20
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """SHA-256 of the whole file at ``path``, lowercase hex."""
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        digest = hashlib.sha256()
+        # a small file in one read (sized by fstat: no buffer to allocate and clear per file)
+        size = os.fstat(fd).st_size
+        while chunk := os.read(fd, min(max(size + 1, 4096), _CHUNK)):
+            digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def default_jobs() -> int:
