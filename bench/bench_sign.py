@@ -121,7 +121,8 @@ def main() -> None:
         libos = script("libos")
         contenders: dict[str, Callable[[], None]] = {
             "find | xargs sha256sum": shell(f"find -H {quoted} -type f -print0 | xargs -0 sha256sum"),
-            "find | xargs -P2 -n 256 sha256sum": shell(f"find -H {quoted} -type f -print0 | xargs -0 -P2 -n 256 sha256sum"),
+            "find | xargs -P2 -n 256 sha256sum": shell(
+                f"find -H {quoted} -type f -print0 | xargs -0 -P2 -n 256 sha256sum"),
             "libos sign (end to end)": lambda: subprocess.run(
                 [libos, "sign", "-q", "-k", str(KEY), "-m", str(manifest), "-o", str(work / "out.manifest.sgx"),
                  "-d", "2026-01-02"], check=True, stdout=subprocess.DEVNULL),

@@ -244,6 +244,19 @@ def test_chroot_escapes_stay_inside(tmp_path: Path) -> None:
     assert info.value.errno == errno.ENOENT
 
 
+def test_chroot_folder_entries_checked_as_gramine_does(tmp_path: Path) -> None:
+    """Gramine checks a folder's entries on the path itself (links followed on the host): an
+    absolute link whose target exists only inside the chroot is skipped; a relative one is kept."""
+    root = tmp_path / "root"
+    (root / "app" / "d").mkdir(parents=True)
+    (root / "app" / "f").write_bytes(b"inside")
+    os.symlink("/app/f-i10-absent-on-host", root / "app" / "d" / "abs")
+    os.symlink("../f", root / "app" / "d" / "rel")
+    assert not os.path.exists("/app/f-i10-absent-on-host")
+    (root / "app" / "f-i10-absent-on-host").write_bytes(b"target")
+    assert expand(["file:/app/d/"], chroot=root) == [{"uri": "file:/app/d/rel", "sha256": sha(b"inside")}]
+
+
 def test_chroot_needs_absolute_paths_and_refuses_loops(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     os.symlink("loop2", tmp_path / "a" / "loop1")
