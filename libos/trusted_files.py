@@ -215,8 +215,11 @@ def hash_files(paths: Sequence[Path], *, jobs: int | None = None) -> list[str]:
         return [sha256_file(p) for p in paths]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(sha256_file, paths, chunksize=1))
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        return list(pool.map(sha256_file, paths))
+    finally:  # after an error or a stop signal, the files not yet started are not hashed
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def collect(entries: Iterable[TrustedEntry], *, jobs: int | None = None) -> None:
