@@ -85,7 +85,7 @@ def expansion(entries: list[str], mode: str, jobs: int) -> Callable[[], None]:
     def hash_processes(paths, *, jobs=None):
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:  # batches of 64, as the threads
             return list(pool.map(trusted_files.sha256_file, paths, chunksize=64))
 
     def run() -> None:

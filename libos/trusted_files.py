@@ -208,17 +208,26 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+def _hash_batch(paths: Sequence[Path]) -> list[str]:
+    return [sha256_file(p) for p in paths]
+
+
 def hash_files(paths: Sequence[Path], *, jobs: int | None = None) -> list[str]:
-    """The SHA-256 of each path, in order, hashed by ``jobs`` threads (hashlib drops the GIL)."""
+    """The SHA-256 of each path, in order, hashed by ``jobs`` threads (hashlib drops the GIL).
+
+    The threads take batches of files: one task per file cost more than the hashing of a small
+    file (bench/bench_sign.py)."""
     jobs = default_jobs() if jobs is None else jobs
     if jobs <= 1 or len(paths) <= 1:
-        return [sha256_file(p) for p in paths]
+        return _hash_batch(paths)
     from concurrent.futures import ThreadPoolExecutor
 
+    size = max(1, min(64, len(paths) // (jobs * 4)))
+    batches = [paths[i:i + size] for i in range(0, len(paths), size)]
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        return list(pool.map(sha256_file, paths))
-    finally:  # after an error or a stop signal, the files not yet started are not hashed
+        return [digest for batch in pool.map(_hash_batch, batches) for digest in batch]
+    finally:  # after an error or a stop signal, the batches not yet started are not hashed
         pool.shutdown(wait=True, cancel_futures=True)
 
 
