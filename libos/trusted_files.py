@@ -42,7 +42,7 @@ class TrustedEntry:
 
     uri: str
     sha256: str | None
-    realpath: Path
+    realpath: str | Path  # (a str for the files a folder expands to: no pathlib cost per file)
     key: str = _KEY
 
     def to_manifest(self) -> dict[str, str] | str:
@@ -139,12 +139,12 @@ def _listing(folder: Path) -> list[os.DirEntry[str]]:
 
 def _expand(entry: TrustedEntry, chroot: Path | None) -> Iterator[TrustedEntry]:
     if not entry.uri.endswith("/"):
-        if entry.realpath.is_dir():
+        if os.path.isdir(entry.realpath):
             raise SgxManifestError(f"{entry.key}: {entry.uri!r} is a folder: write it with a trailing \"/\"",
                                    errno=errno.EISDIR, key=entry.key)
         yield entry
         return
-    if not entry.realpath.is_dir():
+    if not os.path.isdir(entry.realpath):
         raise SgxManifestError(f"{entry.key}: {entry.uri!r} ends with \"/\" but is not a folder",
                                errno=errno.ENOTDIR, key=entry.key)
     if entry.sha256 is not None:
@@ -162,7 +162,7 @@ def _expand(entry: TrustedEntry, chroot: Path | None) -> Iterator[TrustedEntry]:
         if link and chroot is not None:
             real = chroot / resolve_in_chroot(PurePosixPath(inner), chroot, key=entry.key).relative_to("/")
         else:  # no link: the path in the chroot is already resolved
-            real = Path(item.path)
+            real = item.path
         child = TrustedEntry(f"file:{inner}/" if is_dir else f"file:{inner}", None, real, entry.key)
         if is_dir:
             yield from _expand(child, chroot)
@@ -208,11 +208,11 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def _hash_batch(paths: Sequence[Path]) -> list[str]:
+def _hash_batch(paths: Sequence[str | Path]) -> list[str]:
     return [sha256_file(p) for p in paths]
 
 
-def hash_files(paths: Sequence[Path], *, jobs: int | None = None) -> list[str]:
+def hash_files(paths: Sequence[str | Path], *, jobs: int | None = None) -> list[str]:
     """The SHA-256 of each path, in order, hashed by ``jobs`` threads (hashlib drops the GIL).
 
     The threads take batches of files: one task per file cost more than the hashing of a small

@@ -257,6 +257,16 @@ def test_chroot_folder_entries_checked_as_gramine_does(tmp_path: Path) -> None:
     assert expand(["file:/app/d/"], chroot=root) == [{"uri": "file:/app/d/rel", "sha256": sha(b"inside")}]
 
 
+def test_linked_folder_children_named_as_gramine_names_them(tmp_path: Path) -> None:
+    """A folder URI through a link: in a chroot the children carry the resolved folder's path
+    (Gramine builds them from the resolved real path), on the host the link's path."""
+    (tmp_path / "app" / "tf").mkdir(parents=True)
+    (tmp_path / "app" / "tf" / "a").write_bytes(b"a")
+    os.symlink("tf", tmp_path / "app" / "linkdir")
+    assert uris(expand(["file:/app/linkdir/"], chroot=tmp_path)) == ["file:/app/tf/a"]
+    assert uris(expand([f"file:{tmp_path}/app/linkdir/"])) == [f"file:{tmp_path}/app/linkdir/a"]
+
+
 def test_chroot_needs_absolute_paths_and_refuses_loops(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     os.symlink("loop2", tmp_path / "a" / "loop1")
