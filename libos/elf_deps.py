@@ -22,7 +22,7 @@ import struct
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import SgxManifestError
 
@@ -42,6 +42,7 @@ _REQUIRED_FLAGS = {("EM_X86_64", 64): 0x0300, ("EM_AARCH64", 64): 0x0A00, ("EM_3
                    ("EM_X86_64", 32): 0x0800, ("EM_RISCV", 64): 0x1000, ("EM_PPC64", 64): 0x0500,
                    ("EM_S390", 64): 0x0400}
 _DF_1_NODEFLIB = 0x800
+_MAX_LINKS = 40
 
 
 class ElfDepsError(SgxManifestError):
@@ -184,10 +185,37 @@ class _Resolver:
         from .trusted_files import resolve_in_chroot
 
         try:
-            inner = resolve_in_chroot(Path(posixpath.abspath(path)), self.root, key="--trusted-deps")
+            inner = resolve_in_chroot(PurePosixPath(posixpath.abspath(path)), self.root, key="--trusted-deps")
         except SgxManifestError:
             return os.fspath(self.root / "nonexistent")
         return os.fspath(self.root / inner.relative_to("/"))
+
+    def resolved(self, path: str) -> str:
+        """``path`` with its symbolic links resolved (inside the chroot, if any)."""
+        path = posixpath.abspath(path)
+        if self.root is None:
+            return os.path.realpath(path)
+        from .trusted_files import resolve_in_chroot
+
+        try:
+            return str(resolve_in_chroot(PurePosixPath(path), self.root, key="--trusted-deps"))
+        except SgxManifestError:
+            return path
+
+    def aliases(self, path: str) -> list[str]:
+        """``path``, each name its chain of symbolic links leads to (as written, joined to the
+        link's folder), and its real path."""
+        names = [path]
+        current = posixpath.abspath(path)
+        for _ in range(_MAX_LINKS):
+            head, tail = posixpath.split(current)
+            outer = os.path.join(self.real(head), tail)
+            if not os.path.islink(outer):
+                break
+            current = posixpath.normpath(posixpath.join(head, os.readlink(outer)))
+            names.append(current)
+        names.append(self.resolved(path))
+        return list(dict.fromkeys(names))
 
     def is_file(self, path: str) -> bool:
         return os.path.isfile(self.real(path))
@@ -361,7 +389,10 @@ def add_trusted_deps(data: dict, *, chroot: Path | None = None) -> list[str]:
     """Add ``libos.entrypoint`` (its host file, through the manifest's mounts) and its shared-library
     closure to ``sgx.trusted_files`` (URIs already listed are not added again); returns the paths.
 
-    A script (``#!``) brings its interpreter and the interpreter's closure.
+    A script (``#!``) brings its interpreter and the interpreter's closure. A file named through
+    symbolic links is added under the names its links lead to and its real path too
+    (``/lib64/ld-linux-x86-64.so.2``, ``/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2``,
+    ``/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2``).
     """
     entry = (data.get("libos") or {}).get("entrypoint")
     if not isinstance(entry, str) or not entry:
@@ -378,6 +409,9 @@ def add_trusted_deps(data: dict, *, chroot: Path | None = None) -> list[str]:
         files.append(interpreter)
         program = interpreter
     files += closure(program, root=res.root, cache=res.cache)
+    # a name through symbolic links is listed under the names its links lead to and its real path
+    # as well: Gramine checks the name opened, pfskit's libos run the path its VFS resolves it to
+    files = [alias for path in files for alias in res.aliases(path)]
     items = data.setdefault("sgx", {}).setdefault("trusted_files", [])
     listed = {item if isinstance(item, str) else item.get("uri") for item in items if isinstance(item, str | dict)}
     added = []

@@ -239,9 +239,49 @@ def test_trusted_deps_adds_entrypoint_closure(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     uris = [t["uri"] for t in tomllib.loads(proc.stdout)["sgx"]["trusted_files"]]
     real = subprocess.run(["ldd", "/usr/bin/sqlite3"], capture_output=True, text=True, check=True).stdout
-    expected = {f"file:{p}" for p in templating.parse_ldd(real)} | {"file:/usr/bin/sqlite3"}
-    assert set(uris) == expected and len(uris) == len(expected)  # no duplicates (libc was listed)
+    named = {f"file:{p}" for p in templating.parse_ldd(real)} | {"file:/usr/bin/sqlite3"}
+    assert named <= set(uris) and len(uris) == len(set(uris))  # no duplicates (libc was listed)
     assert uris[0] == "file:/lib/x86_64-linux-gnu/libc.so.6"
+    # the others are the same files under the names their links lead to, and their real paths
+    reals = {os.path.realpath(u[5:]) for u in named}
+    assert {os.path.realpath(u[5:]) for u in uris} == reals
+    assert {f"file:{r}" for r in reals} <= set(uris)
+    assert "file:/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" in uris  # /lib64/ld-linux-x86-64.so.2's target
     proc = libos("manifest", "--trusted-deps", "-c", 'libos.entrypoint = "/usr/bin/sqlite3"\nfs.mounts = []\n',
                  cwd=tmp_path)  # the default fs.root is file:. (here: tmp_path), without sqlite3
     assert "/usr/bin/sqlite3 (host file usr/bin/sqlite3) does not exist" in one_line_error(proc, 1)
+
+
+RUN_TEMPLATE = """\
+libos.entrypoint = "/usr/bin/python3"
+loader.insecure__use_cmdline_argv = true
+fs.mounts = [
+  { path = "/usr", uri = "file:/usr" }, { path = "/lib", uri = "file:/lib" },
+  { path = "/lib64", uri = "file:/lib64" }, { path = "/etc", uri = "file:/etc" },
+  { type = "tmpfs", path = "/tmp" },
+]
+sgx.trusted_files = [ "file:{{ stdlib }}/" ]
+sgx.allowed_files = [ "file:/etc/", "file:/usr/lib/python3/", "file:/usr/local/lib/", "file:/usr/lib/locale/",
+                      "file:/usr/share/zoneinfo/" ]
+"""
+
+
+def test_trusted_deps_manifest_runs_with_every_file_checked(tmp_path: Path) -> None:
+    """Under libos run (every open checked against the hashes), python3 starts only with the
+    closure --trusted-deps adds: the entry point, ld.so and libc are refused without it."""
+    require(os.geteuid() == 0 and os.path.exists("/dev/fuse") and shutil.which("fusermount3"),
+            "libos run needs root, /dev/fuse and fusermount3")
+    code = "import sys; print(sys.version_info[0])"
+    stdlib = subprocess.run(["/usr/bin/python3", "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "app.manifest.template").write_text(RUN_TEMPLATE)
+    for deps in (True, False):
+        out = tmp_path / f"app-{deps}.manifest"
+        proc = libos("manifest", *(["--trusted-deps"] if deps else []), f"-Dstdlib={stdlib}",
+                     tmp_path / "app.manifest.template", out)
+        assert proc.returncode == 0, proc.stderr
+        run = libos("run", out, "--", "-c", code, cwd=tmp_path)
+        if deps:
+            assert (run.returncode, run.stdout) == (0, "3\n"), run.stderr
+        else:
+            assert run.returncode != 0 and "/usr/bin/python3" in run.stderr, run.stderr
