@@ -26,8 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from .errors import SgxManifestError
 
-__all__ = ["CacheEntry", "ElfDepsError", "ElfObject", "LdCache", "add_trusted_deps", "closure", "default_dirs",
-           "read_elf"]
+__all__ = ["CacheEntry", "ElfDepsError", "ElfObject", "LdCache", "Resolver", "closure", "default_dirs", "read_elf"]
 
 CACHE_MAGIC_NEW = b"glibc-ld.so.cache1.1"
 CACHE_MAGIC_OLD = b"ld.so-1.7.0"
@@ -172,7 +171,9 @@ def default_dirs(elfclass: int = 64, *, root: Path | None = None) -> list[str]:
     return ["/lib64", "/usr/lib64"] if elfclass == 64 else ["/lib", "/usr/lib"]
 
 
-class _Resolver:
+class Resolver:
+    """Where the files a program names are read: on this machine, or inside a chroot folder."""
+
     def __init__(self, root: Path | None, cache: LdCache | None) -> None:
         self.root = root
         self.cache = cache if cache is not None else LdCache.load(self.real("/etc/ld.so.cache"))
@@ -249,7 +250,7 @@ def _chain(obj: ElfObject) -> Iterator[ElfObject]:
 _CLASSES = {1: 32, 2: 64}
 
 
-def _fits(res: _Resolver, path: str, want: ElfObject) -> ElfObject | None:
+def _fits(res: Resolver, path: str, want: ElfObject) -> ElfObject | None:
     """The object at ``path`` if ld.so would take it for ``want``: None when there is no file or
     it is an ELF file of another class or machine (ld.so passes over those); anything else that
     is not a valid ELF file is an error, as for ld.so ("file too short", "invalid ELF header")."""
@@ -279,7 +280,7 @@ def _in_folder(folder: str, name: str) -> str:
     return posixpath.join(folder, name)
 
 
-def _search(res: _Resolver, name: str, obj: ElfObject) -> ElfObject | None:
+def _search(res: Resolver, name: str, obj: ElfObject) -> ElfObject | None:
     if "/" in name:
         path = _in_folder(*posixpath.split(_expand_tokens(name, obj)))
         return _fits(res, path, obj)
@@ -308,7 +309,7 @@ def closure(program: str | os.PathLike[str], *, root: Path | None = None, cache:
     ``root``: look the files up inside that folder (``--chroot``). Raises :class:`ElfDepsError`
     when the program is no ELF file or a needed library is not found.
     """
-    res = _Resolver(Path(root) if root is not None else None, cache)
+    res = Resolver(Path(root) if root is not None else None, cache)
     path = posixpath.abspath(os.fspath(program))
     main = res.read(path)
     # an exec'd program's $ORIGIN is its real folder (/proc/self/exe); inside a chroot, as given
@@ -350,75 +351,3 @@ def closure(program: str | os.PathLike[str], *, root: Path | None = None, cache:
             queue.append(found)
     return sorted({o.path for o in loaded})
 
-
-def _host_path(data: dict, inside: str) -> str:
-    """Where the LibOS path ``inside`` comes from: through the chroot mount (``fs.mounts``, or
-    ``fs.root``, by default ``file:.``) with the longest path covering it."""
-    fs = data.get("fs") if isinstance(data.get("fs"), dict) else {}
-    root = fs.get("root") if isinstance(fs.get("root"), dict) else {}
-    mounts = [("/", root.get("uri", "file:."))] if root.get("type", "chroot") == "chroot" else []
-    for mount in fs.get("mounts") or ():
-        if isinstance(mount, dict) and mount.get("type", "chroot") == "chroot" and isinstance(mount.get("path"), str):
-            mounts.append((posixpath.normpath(mount["path"]), mount.get("uri", "")))
-    inside = posixpath.normpath(inside)
-    best: tuple[str, str] | None = None
-    for path, uri in mounts:
-        covers = path == "/" or inside == path or inside.startswith(path + "/")
-        if covers and isinstance(uri, str) and uri.startswith("file:") and (best is None or len(path) > len(best[0])):
-            best = (path, uri)
-    if best is None:
-        raise ElfDepsError(f"libos.entrypoint: no chroot mount of the manifest covers {inside}", key="libos.entrypoint")
-    rest = posixpath.relpath(inside, best[0])
-    host = best[1][len("file:"):]
-    return posixpath.normpath(host if rest == "." else posixpath.join(host, rest))
-
-
-def _interpreter_of_script(real: str) -> str | None:
-    try:
-        with open(real, "rb") as file:
-            head = file.read(256)
-    except OSError:
-        return None
-    if not head.startswith(b"#!"):
-        return None
-    words = head[2:].split(b"\n", 1)[0].split()
-    return os.fsdecode(words[0]) if words else None
-
-
-def add_trusted_deps(data: dict, *, chroot: Path | None = None) -> list[str]:
-    """Add ``libos.entrypoint`` (its host file, through the manifest's mounts) and its shared-library
-    closure to ``sgx.trusted_files`` (URIs already listed are not added again); returns the paths.
-
-    A script (``#!``) brings its interpreter and the interpreter's closure. A file named through
-    symbolic links is added under the names its links lead to and its real path too
-    (``/lib64/ld-linux-x86-64.so.2``, ``/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2``,
-    ``/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2``).
-    """
-    entry = (data.get("libos") or {}).get("entrypoint")
-    if not isinstance(entry, str) or not entry:
-        raise ElfDepsError("libos.entrypoint: --trusted-deps needs the entry point (a path)", key="libos.entrypoint")
-    entry = entry.removeprefix("file:")
-    program = _host_path(data, entry) if posixpath.isabs(entry) else entry
-    res = _Resolver(Path(chroot) if chroot is not None else None, None)
-    if not os.path.isfile(res.real(program)):
-        raise ElfDepsError(f"libos.entrypoint: {entry} (host file {program}) does not exist or is not a file",
-                           errno=errno.ENOENT, key="libos.entrypoint")
-    files = [program]
-    interpreter = _interpreter_of_script(res.real(program))
-    if interpreter is not None:
-        files.append(interpreter)
-        program = interpreter
-    files += closure(program, root=res.root, cache=res.cache)
-    # a name through symbolic links is listed under the names its links lead to and its real path
-    # as well: Gramine checks the name opened, pfskit's libos run the path its VFS resolves it to
-    files = [alias for path in files for alias in res.aliases(path)]
-    items = data.setdefault("sgx", {}).setdefault("trusted_files", [])
-    listed = {item if isinstance(item, str) else item.get("uri") for item in items if isinstance(item, str | dict)}
-    added = []
-    for path in files:
-        uri = f"file:{posixpath.normpath(path)}"
-        if uri not in listed:
-            listed.add(uri)
-            items.append({"uri": uri})
-            added.append(posixpath.normpath(path))
-    return added

@@ -192,7 +192,7 @@ def render_manifest(text: str, variables: Mapping[str, Any] | None = None, *, so
     if check:
         sgx_manifest.check(data)
     if trusted_deps:
-        from .elf_deps import add_trusted_deps
+        from .trusted_deps import add_trusted_deps
 
         add_trusted_deps(data, chroot=chroot)
     sgx_manifest.expand_trusted_files(data, chroot=chroot, jobs=jobs)

@@ -174,3 +174,17 @@ def test_chroot_default_folders(built: Path, tmp_path: Path) -> None:
     assert elf_deps.closure("/usr/bin/sqlite3", root=root) == host
     got = elf_deps.closure("/usr/bin/prog_plain", root=root)
     assert f"/usr/lib/{multiarch}/libfoo.so" in got and f"/usr/lib/{multiarch}/libbar.so" in got
+
+
+def test_entry_point_taken_through_the_mounts() -> None:
+    from libos.trusted_deps import host_path
+
+    data = {"fs": {"mounts": [{"path": "/usr", "uri": "file:/usr"}, {"path": "/usr/bin", "uri": "file:bin/"},
+                              {"type": "tmpfs", "path": "/usr/bin/tmp"}, {"path": "/app", "uri": "file:/srv/app"}]}}
+    assert host_path(data, "/usr/bin/python3") == "bin/python3"  # the longest chroot mount, relative kept
+    assert host_path(data, "/usr/lib/x") == "/usr/lib/x"
+    assert host_path(data, "/usr/bin/tmp/x") == "bin/tmp/x"  # a tmpfs has no host file
+    assert host_path(data, "/app") == "/srv/app"
+    assert host_path(data, "/opt/x") == "opt/x"  # fs.root's default is file:.
+    data["fs"]["root"] = {"uri": "file:/rootfs"}
+    assert host_path(data, "/opt/x") == "/rootfs/opt/x"
