@@ -183,7 +183,7 @@ def test_entry_point_taken_through_the_mounts() -> None:
                               {"type": "tmpfs", "path": "/usr/bin/tmp"}, {"path": "/app", "uri": "file:/srv/app"}]}}
     assert host_path(data, "/usr/bin/python3") == "bin/python3"  # the longest chroot mount, relative kept
     assert host_path(data, "/usr/lib/x") == "/usr/lib/x"
-    assert host_path(data, "/usr/bin/tmp/x") == "bin/tmp/x"  # a tmpfs has no host file
+    assert host_path(data, "/usr/bin/tmp/x") == "bin/tmp/x"  # a tmpfs is no host folder: the chroot mount above it
     assert host_path(data, "/app") == "/srv/app"
     assert host_path(data, "/opt/x") == "opt/x"  # fs.root's default is file:.
     data["fs"]["root"] = {"uri": "file:/rootfs"}
