@@ -26,7 +26,7 @@ def _print_details(result) -> None:
     from pal.sgx.layout import PAGE, SECINFO_R, SECINFO_W, SECINFO_X, enclave_params
     from pal.sgx.pal_image import PF_R, PF_W, PF_X
 
-    params = enclave_params(result.manifest_bytes)
+    params = enclave_params(result.final)
     click.echo("Attributes (required for enclave measurement):")
     click.echo(f"    size:        {params.enclave_size:#x}")
     click.echo(f"    edmm:        {params.edmm_enable}")
