@@ -189,8 +189,9 @@ def sign_manifest(manifest_path: str | os.PathLike[str], key_path: str | os.Path
         raise SigningError(f"PAL '{pal}' does not exist", errno=2) from None
     except EnclaveError as exc:
         raise SigningError(str(exc)) from None
-    areas = enclave_areas(manifest_bytes, image)
-    digest = measure(areas, enclave_params(manifest_bytes).enclave_size)
+    params = enclave_params(data)  # (the data that manifest_bytes serialise: no second TOML parse)
+    areas = enclave_areas(manifest_bytes, image, params=params)
+    digest = measure(areas, params.enclave_size)
     try:
         sig = Sigstruct.for_enclave(digest, data["sgx"], date=when)
         sig.sign(private_key)

@@ -68,7 +68,8 @@ def written(tmp: Path, name: str = "out") -> tuple[bytes, Sigstruct]:
 
 @pytest.mark.parametrize("case", CASES)
 def test_sign_writes_gramines_bytes(tmp_path: Path, case: str) -> None:
-    ok(sign(tmp_path, VECTORS / f"{case}.manifest"))
+    proc = ok(sign(tmp_path, VECTORS / f"{case}.manifest"))
+    assert proc.stdout == proc.stderr == ""  # --quiet
     assert (tmp_path / "out.manifest.sgx").read_bytes() == (VECTORS / f"{case}.manifest.sgx").read_bytes()
     assert (tmp_path / "out.sig").read_bytes() == (VECTORS / f"{case}.sig").read_bytes()
 

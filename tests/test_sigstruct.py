@@ -173,3 +173,22 @@ def test_cpu_features_as_gramine() -> None:
 def test_isvprodid_must_fit_u16() -> None:
     with pytest.raises(SigstructError, match=r"sgx\.isvprodid must be an integer from 0 to 65535"):
         Sigstruct.for_enclave(bytes(32), {"isvprodid": 65536}, date=(2026, 1, 2))
+
+
+def test_a_key_with_inconsistent_numbers_is_refused() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    good = signing_key().private_numbers()
+    bad = rsa.RSAPrivateNumbers(good.p, good.q, good.d, good.dmp1, good.dmq1, (good.iqmp + 1) % good.p,
+                                good.public_numbers).private_key(unsafe_skip_rsa_key_validation=True)
+    pem = bad.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    with pytest.raises(SigningKeyError, match="private numbers are inconsistent"):
+        load_private_key(pem, name="bad.pem")
+    # signed with directly (no load_private_key), a key whose d and d mod (p-1) are wrong makes a
+    # bad signature (OpenSSL falls back from CRT to d): sign() checks what it made
+    worse = rsa.RSAPrivateNumbers(good.p, good.q, good.d + 2, good.dmp1 + 2, good.dmq1, good.iqmp,
+                                  good.public_numbers).private_key(unsafe_skip_rsa_key_validation=True)
+    sig = Sigstruct.from_bytes(sig_bytes("case1"))
+    with pytest.raises(SigningKeyError, match="does not verify"):
+        sig.sign(worse)

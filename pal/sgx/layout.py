@@ -142,10 +142,12 @@ def enclave_params(manifest_sgx: bytes | Mapping[str, Any]) -> EnclaveParams:
     return EnclaveParams(size, threads, edmm)
 
 
-def enclave_areas(manifest_sgx: bytes, pal: PalImage) -> list[Area]:
+def enclave_areas(manifest_sgx: bytes, pal: PalImage, *, params: EnclaveParams | None = None) -> list[Area]:
     """Every area of the enclave of the final manifest ``manifest_sgx`` (its exact bytes) with
-    ``pal``, with addresses and contents, in measurement order."""
-    params = enclave_params(manifest_sgx)
+    ``pal``, with addresses and contents, in measurement order. ``params``: the manifest's
+    :func:`enclave_params` when the caller has them (parsing a big manifest again costs)."""
+    if params is None:
+        params = enclave_params(manifest_sgx)
     n = params.max_threads
     content = bytes(manifest_sgx) + b"\0"  # the in-enclave manifest is NUL-terminated
     stacks = [Area("stack", STACK_SIZE, RW_REG) for _ in range(n)]

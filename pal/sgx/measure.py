@@ -133,5 +133,5 @@ def mrenclave(manifest_sgx: bytes, pal: PalImage | None = None, trace: TextIO | 
     ``sgx.max_threads`` and ``sgx.edmm_enable`` are read from them) with ``pal`` (default:
     :meth:`PalImage.standin`, pfskit's runtime)."""
     image = PalImage.standin() if pal is None else pal
-    areas = enclave_areas(manifest_sgx, image)
-    return measure(areas, enclave_params(manifest_sgx).enclave_size, trace)
+    params = enclave_params(manifest_sgx)
+    return measure(enclave_areas(manifest_sgx, image, params=params), params.enclave_size, trace)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import errno as _errno
 import hashlib
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -244,6 +245,12 @@ class Sigstruct:
         self.signature = s.to_bytes(RSA_BYTES, "little")
         self.q1 = q1.to_bytes(RSA_BYTES, "little")
         self.q2 = q2.to_bytes(RSA_BYTES, "little")
+        try:
+            self.verify()  # a key whose numbers are wrong must not produce a .sig
+        except SignatureError:
+            self.signature = self.q1 = self.q2 = bytes(RSA_BYTES)
+            raise SigningKeyError("invalid RSA key: it made a signature that does not verify (its private "
+                                  "numbers are inconsistent)") from None
 
     def verify(self) -> None:
         """Check the signature as EINIT does: a 3072-bit modulus, exponent 3, ``s < n``,
@@ -354,7 +361,9 @@ def load_private_key(pem: bytes, *, name: str = "key") -> Any:
     from cryptography.hazmat.primitives import serialization
 
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        # OpenSSL's key check (primality of p and q) costs ~0.4 s for RSA-3072; _check_numbers
+        # checks what the signature depends on, and sign() verifies what it made
+        key = serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
     except TypeError:
         raise SigningKeyError(f"signing key '{name}' is encrypted with a passphrase; pfskit reads only "
                               "unencrypted keys (decrypt it with 'openssl rsa')") from None
@@ -364,6 +373,19 @@ def load_private_key(pem: bytes, *, name: str = "key") -> Any:
                               "'libos gen-private-key'") from None
     try:
         check_private_key(key)
+        _check_numbers(key)
     except SigningKeyError as exc:
         raise SigningKeyError(f"signing key '{name}': {exc}") from None
     return key
+
+
+def _check_numbers(private_key: Any) -> None:
+    """The RSA key's numbers are consistent (n = p·q, d an inverse of e, the CRT values derived
+    from them), so its CRT signatures are correct and reveal nothing."""
+    numbers = private_key.private_numbers()
+    n, e = numbers.public_numbers.n, numbers.public_numbers.e
+    p, q, d = numbers.p, numbers.q, numbers.d
+    lam = (p - 1) * (q - 1) // math.gcd(p - 1, q - 1)
+    if (p * q != n or p < 3 or q < 3 or (e * d) % lam != 1 or numbers.dmp1 != d % (p - 1)
+            or numbers.dmq1 != d % (q - 1) or (numbers.iqmp * q) % p != 1):
+        raise SigningKeyError("invalid RSA key: its private numbers are inconsistent (a damaged key file?)")

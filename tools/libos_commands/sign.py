@@ -26,7 +26,7 @@ def _print_details(result) -> None:
     from pal.sgx.layout import PAGE, SECINFO_R, SECINFO_W, SECINFO_X, enclave_params
     from pal.sgx.pal_image import PF_R, PF_W, PF_X
 
-    params = enclave_params(result.manifest_bytes)
+    params = enclave_params(result.final)
     click.echo("Attributes (required for enclave measurement):")
     click.echo(f"    size:        {params.enclave_size:#x}")
     click.echo(f"    edmm:        {params.edmm_enable}")
@@ -67,7 +67,8 @@ def _print_details(result) -> None:
               help="The PAL ELF to measure (Gramine's libpal.so, or any ELF). Default: pfskit's stand-in PAL, "
                    "which identifies pfskit's runtime (see docs/signing.md).")
 @click.option("--chroot", metavar="DIR", default=None, help="Read trusted files inside DIR, not the host's /.")
-@click.option("--verbose/--quiet", "-v/-q", default=True, help="Print the layout and measurement (default on).")
+@click.option("--verbose/--quiet", "-v/-q", default=True,
+              help="Print the layout and measurement (default on); --quiet prints nothing.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def sign(manifest: str, output: str, key: str | None, sigfile: str | None, date: str, pal: str | None,
          chroot: str | None, verbose: bool, debug: bool) -> None:
@@ -107,7 +108,8 @@ def sign(manifest: str, output: str, key: str | None, sigfile: str | None, date:
         _fail(str(exc), 1, debug)
     except OSError as exc:
         _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", 1, debug)
-    if verbose:
-        _print_details(result)
+    if not verbose:
+        return
+    _print_details(result)
     click.echo(f"wrote {result.manifest_sgx} and {result.sigfile} (MRENCLAVE {result.mrenclave.hex()}, "
                f"MRSIGNER {result.sigstruct.mrsigner.hex()})", err=True)
