@@ -174,11 +174,58 @@ def finalize(data: dict[str, Any], *, chroot: Path | None = None, check: bool = 
     return data
 
 
+# A stand-in entry that tomli_w writes as one [[sgx.trusted_files]] table (too long to be inline)
+_PLACEHOLDER = "file:/" + "pfskit-trusted-files-placeholder/" * 4
+
+
+def _trusted_files_block(data: dict[str, Any]) -> str | None:
+    """``sgx.trusted_files`` written as tomli_w 1.2.0 writes it, when every entry is a plain
+    ``{uri, sha256}`` table of strings without characters to escape and the array is not inline;
+    else None (tomli_w then writes everything)."""
+    sgx = data.get("sgx")
+    items = sgx.get("trusted_files") if type(sgx) is dict else None
+    if type(items) is not list or len(items) < 2:
+        return None
+    from tomli_w._writer import ILLEGAL_BASIC_STR_CHARS, Context, is_suitable_inline_table
+
+    lines = []
+    for item in items:
+        if type(item) is not dict or len(item) != 2 or list(item) != ["uri", "sha256"]:
+            return None
+        uri, sha256 = item["uri"], item["sha256"]
+        if type(uri) is not str or type(sha256) is not str:
+            return None
+        if not (ILLEGAL_BASIC_STR_CHARS.isdisjoint(uri) and ILLEGAL_BASIC_STR_CHARS.isdisjoint(sha256)):
+            return None
+        lines.append(f'[[sgx.trusted_files]]\nuri = "{uri}"\nsha256 = "{sha256}"\n')
+    ctx = Context(False, 4)
+    if all(is_suitable_inline_table(item, ctx) for item in items):
+        return None  # tomli_w writes an inline array
+    return "\n".join(lines)
+
+
 def dumps(data: dict[str, Any]) -> str:
-    """``data`` as TOML text exactly as Gramine writes it (``tomli_w.dumps``, tomli_w 1.2.0)."""
+    """``data`` as TOML text exactly as Gramine writes it (``tomli_w.dumps``, tomli_w 1.2.0).
+
+    A long ``sgx.trusted_files`` (tomli_w's share of the time of ``libos sign``: 0.2 s for 4,319
+    entries) is written here, the rest by tomli_w with one stand-in entry in its place; the bytes
+    are tomli_w's (tests/test_sgx_manifest.py compares them)."""
     import tomli_w
 
     try:
-        return tomli_w.dumps(data)
+        block = _trusted_files_block(data)
+        if block is None:
+            return tomli_w.dumps(data)
+        sgx = data["sgx"]
+        items = sgx["trusted_files"]
+        sgx["trusted_files"] = [{"uri": _PLACEHOLDER}]
+        try:
+            text = tomli_w.dumps(data)
+        finally:
+            sgx["trusted_files"] = items
+        marker = f'[[sgx.trusted_files]]\nuri = "{_PLACEHOLDER}"\n'
+        if text.count(marker) != 1:
+            return tomli_w.dumps(data)
+        return text.replace(marker, block)
     except TypeError as exc:
         raise ManifestError(f"manifest can't be written as TOML: {exc}") from None

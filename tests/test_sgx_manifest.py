@@ -14,6 +14,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from libos import sgx_manifest
 from libos.sgx_manifest import ManifestError
@@ -313,3 +316,45 @@ def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     bad.write_text('a = 1\nb = = 2\n')
     with pytest.raises(ManifestError, match=rf"^{bad}: not valid TOML: .*line 2"):
         sgx_manifest.load(bad)
+
+
+# ------------------------------------------------------------------ dumps: tomli_w's bytes
+
+def test_dumps_long_trusted_files_are_tomli_w_bytes(tree: Path) -> None:
+    import tomli_w
+
+    for name in range(300):
+        (tree / "d" / "sub" / f"f{name:03}").write_bytes(b"x" * name)
+    data = sgx_manifest.loads('libos.entrypoint = "/x"\nfs.mounts = []\n'
+                              f'sgx.trusted_files = ["file:{tree}/d/"]\nsgx.seal_key.flags_mask = "0x1"\n')
+    sgx_manifest.finalize(data, check=False)
+    assert len(data["sgx"]["trusted_files"]) > 300
+    assert sgx_manifest._trusted_files_block(data) is not None  # written by the fast path
+    assert sgx_manifest.dumps(data) == tomli_w.dumps(data)
+    # no [sgx] scalars before the tables, and the array as the only table
+    only = {"sgx": {"trusted_files": data["sgx"]["trusted_files"]}}
+    assert sgx_manifest.dumps(only) == tomli_w.dumps(only)
+
+
+_text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=120)
+
+
+_hashed = st.fixed_dictionaries({"uri": st.one_of(_text, st.text("abc/._-\"\\\n\u00e9", min_size=1, max_size=40)
+                                                  .map(lambda t: "file:/" + t)),
+                                   "sha256": st.one_of(st.text("0123456789abcdef", min_size=64, max_size=64), _text)})
+
+
+_plain = st.fixed_dictionaries({"uri": st.text("abc/._-\u00e9", min_size=4, max_size=80).map(lambda t: "file:/" + t),
+                                 "sha256": st.text("0123456789abcdef", min_size=64, max_size=64)})
+_trusted = st.one_of(st.lists(_plain, min_size=2, max_size=6),  # what the fast path writes
+                     st.lists(st.one_of(_plain, _hashed, st.fixed_dictionaries({"uri": _text}), _text), max_size=6))
+
+
+@given(_trusted, st.booleans())
+@settings(max_examples=examples(200), deadline=None)
+def test_dumps_equals_tomli_w_for_any_trusted_files(items: list, scalars_first: bool) -> None:
+    import tomli_w
+
+    data = {"sgx": {"debug": True, "trusted_files": items} if scalars_first else {"trusted_files": items, "x": 1},
+            "loader": {"entrypoint": {"uri": "file:/x"}}}
+    assert sgx_manifest.dumps(data) == tomli_w.dumps(data)
