@@ -1,4 +1,4 @@
-.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse bench-run bench-startup bench-mechanisms clean
+.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse bench-run bench-startup bench-mechanisms bench-sign clean
 
 demo: setup
 	scripts/demo.sh
@@ -36,6 +36,10 @@ bench-run: setup
 # root, x86_64; gcc compiles bench/mechanisms/ into a temp folder; QUICK=1: a minute or so)
 bench-mechanisms: setup
 	.venv/bin/python bench/bench_mechanisms.py $(if $(QUICK),--quick)
+
+# libos sign of all of /usr/lib/python3* against find | xargs sha256sum
+bench-sign: setup
+	.venv/bin/python bench/bench_sign.py --repeat 5 --json docs/bench-sign.json
 
 bench-startup: setup
 	.venv/bin/python bench/bench_startup.py --imports
