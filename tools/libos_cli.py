@@ -16,6 +16,8 @@ from .lazy_group import LazyCommand, LazyGroup
 COMMANDS = {
     "mount": LazyCommand("tools.libos_commands.mount", "mount", "Mount the whole file view MANIFEST defines (its "
                          "fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT."),
+    "quote": LazyCommand("tools.libos_commands.quote", "quote", "Verify or show a quote read from "
+                         "/dev/attestation/quote (simulated DCAP v3)."),
     "run": LazyCommand("tools.libos_commands.run", "run", "Run MANIFEST's libos.entrypoint inside the file view "
                        "the manifest defines."),
 }

@@ -262,6 +262,27 @@ def _expect_hex(name: str, got: bytes, want: bytes | None) -> None:
         raise QuoteError(name, f"is {got.hex()}, expected {bytes(want).hex()}")
 
 
+def _check_chain(cert: bytes, platform: Platform) -> tuple[list[str], Any]:
+    """The subjects (leaf first) and the PCK public key of a chain that ends at ``platform``'s
+    simulated root; :class:`QuoteError` otherwise."""
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+
+    leaf, inter, root = _certs(cert)
+    _, _, mine = _chain(platform)
+    try:
+        if root.public_key() != mine[2].public_key() or root.subject != mine[2].subject:
+            raise QuoteError("certification_data", "the root CA is not the simulated root of this platform "
+                             f"({platform.path or 'in memory'}): another machine's quote, or not pfskit's")
+        for c, issuer, name in ((root, root, "root CA"), (inter, root, "platform CA"), (leaf, inter, "PCK")):
+            try:
+                c.verify_directly_issued_by(issuer)
+            except (TypeError, InvalidSignature):
+                raise QuoteError("certification_data", f"the {name} certificate is not signed by its issuer") from None
+        return [c.subject.rfc4514_string() for c in (leaf, inter, root)], leaf.public_key()
+    except (ValueError, UnsupportedAlgorithm):  # cryptography parses some fields only when they are used
+        raise QuoteError("certification_data", "a certificate of the chain is malformed") from None
+
+
 def verify_quote(quote: bytes, *, platform: Platform, mrenclave: bytes | None = None, mrsigner: bytes | None = None,
                  isv_prod_id: int | None = None, min_isv_svn: int | None = None,
                  report_data: bytes | None = None) -> QuoteInfo:
@@ -270,23 +291,13 @@ def verify_quote(quote: bytes, *, platform: Platform, mrenclave: bytes | None = 
     expectation given (``report_data`` may be shorter than 64 bytes: then the rest must be
     zero). Returns its :class:`QuoteInfo` (``verified=True``); raises :class:`QuoteError`
     naming the first field that fails."""
-    from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec
 
     info, parts = _parse(quote)
     if info.cert_type != CERT_TYPE_PCK_CHAIN:
         raise QuoteError("certification_data_type", f"{info.cert_type} (expected 5: PCK certificate chain)")
-    leaf, inter, root = _certs(parts["cert"])
-    _, _, mine = _chain(platform)
-    if root != mine[2]:
-        raise QuoteError("certification_data", "the root CA is not the simulated root of this platform "
-                         f"({platform.path or 'in memory'}): another machine's quote, or not pfskit's")
-    for cert, issuer, name in ((inter, root, "platform CA"), (leaf, inter, "PCK certificate")):
-        try:
-            cert.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
-            raise QuoteError("certification_data", f"the {name} is not signed by its issuer") from None
-    if not _verify(leaf.public_key(), parts["qe_sig"], parts["qe_body"]):
+    leaf = _check_chain(parts["cert"], platform)
+    if not _verify(leaf[1], parts["qe_sig"], parts["qe_body"]):
         raise QuoteError("qe_report_signature",
                          "does not verify with the PCK key (QE report body or signature changed)")
     if info.qe_body.identity() != QE_IDENTITY or ReportBody.reserved_set(parts["qe_body"]):
@@ -315,5 +326,4 @@ def verify_quote(quote: bytes, *, platform: Platform, mrenclave: bytes | None = 
             raise QuoteError("report_data", f"the expected value is {len(report_data)} bytes (at most 64)",
                              errno=errno.EINVAL)
         _expect_hex("report_data", body.report_data, bytes(report_data).ljust(64, b"\0"))
-    return QuoteInfo(**{**info.__dict__, "certs": [c.subject.rfc4514_string() for c in (leaf, inter, root)],
-                        "verified": True})
+    return QuoteInfo(**{**info.__dict__, "certs": leaf[0], "verified": True})
