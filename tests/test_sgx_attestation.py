@@ -214,3 +214,42 @@ fs.mounts = [{{ type = "encrypted", path = "/sealed", uri = "file:{tmp_path}/", 
         LibOS.boot(tmp_path / "app.manifest")
     with pytest.raises(EnclaveStartError):
         LibOS.boot(loads_manifest(text))
+
+
+def test_libos_mount_shows_the_same_files_keys_by_its_rules(tmp_path, mounter):
+    """``libos mount`` of a signed manifest: the SGX files as inside; the enclave's keys hidden
+    without --expose-keys, and with it read-only for the mount's owner (0400)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    libos_cmd = str(Path(sys.executable).parent / "libos")
+    (tmp_path / "shared").mkdir()
+    path = sign(manifest(tmp_path, remote_attestation="dcap"), tmp_path)
+    platform = load_platform(tmp_path / "plat")
+    lo = LibOS.boot(path, platform=platform)
+    want = read(lo.process(), "/dev/attestation/keys/_sgx_mrenclave")
+    for expose in (False, True):
+        mnt = tmp_path / f"mnt{int(expose)}"
+        mnt.mkdir()
+        argv = [libos_cmd, "mount", "--platform", str(tmp_path / "plat"), str(path), str(mnt),
+                *(["--expose-keys"] if expose else [])]
+        mounter.foreground(argv, mnt)
+        att = mnt / "dev" / "attestation"
+        assert {"report", "quote", "my_target_info"} <= set(os.listdir(att))
+        assert len((att / "report").read_bytes()) == 432
+        with open(att / "user_report_data", "wb", buffering=0) as f:
+            f.write(b"from the host")
+        quote = (att / "quote").read_bytes()
+        assert verify_quote(quote, platform=platform, report_data=b"from the host").body.mrenclave == \
+            lo.enclave.identity.mrenclave
+        if not expose:
+            assert "keys" not in os.listdir(att)
+        else:
+            key = att / "keys" / "_sgx_mrenclave"
+            assert stat.S_IMODE(os.stat(key).st_mode) == 0o400
+            assert key.read_bytes() == want
+            with pytest.raises(PermissionError):
+                os.open(key, os.O_WRONLY)
+        subprocess.run([str(Path(sys.executable).parent / "pfs"), "umount", str(mnt)], check=True,
+                       capture_output=True, timeout=60)
