@@ -42,3 +42,9 @@ class SgxManifestError(LibosError):
     def __init__(self, message: str, *, errno: int | None = None, key: str | None = None):
         super().__init__(message, errno=errno)
         self.key = key
+
+
+class SigningError(LibosError):
+    """An enclave can't be signed (its key, an output, the PAL, the layout) or a signature file
+    can't be used; the message names the file or the manifest key. ``errno`` EINVAL unless a
+    file's own."""
