@@ -221,3 +221,20 @@ def test_bad_input_is_one_line(app):
     app.platform.chmod(0o644)
     r = app.run(v1, "files")
     assert r.returncode == 1 and "chmod 600" in r.stderr
+
+
+def test_readme_workflow_with_the_commands(app):
+    """The README's sealed-data example, command by command: gen-private-key, sign, run twice."""
+    import tomli_w
+
+    key = app.root / "enclave-key.pem"
+    subprocess.run([LIBOS, "gen-private-key", "-o", str(key)], check=True, capture_output=True, timeout=300)
+    (app.root / "app.manifest").write_text(tomli_w.dumps(app.data()))
+    signed = app.root / "app.manifest.sgx"
+    r = subprocess.run([LIBOS, "sign", "-q", "-k", str(key), "-m", str(app.root / "app.manifest"), "-o", str(signed)],
+                       capture_output=True, text=True, timeout=300, cwd=app.root)
+    assert r.returncode == 0, r.stderr
+    assert (app.root / "app.sig").stat().st_size == 1808
+    r = app.run(signed, "seal", "/sealed/note", "kept in the enclave")
+    assert r.returncode == 0, r.stderr
+    assert out(app.run(signed, "unseal", "/sealed/note")) == {"data": "kept in the enclave"}
