@@ -253,3 +253,15 @@ def test_libos_mount_shows_the_same_files_keys_by_its_rules(tmp_path, mounter):
                 os.open(key, os.O_WRONLY)
         subprocess.run([str(Path(sys.executable).parent / "pfs"), "umount", str(mnt)], check=True,
                        capture_output=True, timeout=60)
+
+
+def test_signed_manifest_warns_only_about_what_is_not_simulated(tmp_path):
+    from libos.loader import unsupported_keys
+    from libos.manifest import load_manifest
+
+    (tmp_path / "shared").mkdir()
+    quiet = load_manifest(sign(manifest(tmp_path), tmp_path))
+    assert not [w for w in unsupported_keys(quiet) if w.startswith("sgx.")]
+    noisy = load_manifest(sign(manifest(tmp_path, enable_stats=True), tmp_path, name="stats"))
+    assert [w for w in unsupported_keys(noisy) if "sgx." in w] == [
+        "sgx.enable_stats: not simulated by libos run's SGX platform"]
