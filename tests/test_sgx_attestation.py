@@ -265,3 +265,26 @@ def test_signed_manifest_warns_only_about_what_is_not_simulated(tmp_path):
     noisy = load_manifest(sign(manifest(tmp_path, enable_stats=True), tmp_path, name="stats"))
     assert [w for w in unsupported_keys(noisy) if "sgx." in w] == [
         "sgx.enable_stats: not simulated by libos run's SGX platform"]
+
+
+@pytest.mark.parametrize(("sgx", "needle"), [
+    ({"seal_key": {"flags_mask": "0xffff"}}, "sgx.seal_key.flags_mask"),
+    ({"remote_attestation": "epid"}, "sgx.remote_attestation"),
+])
+def test_signed_manifest_with_bad_sgx_settings_refused_at_start(tmp_path, sgx, needle):
+    (tmp_path / "shared").mkdir()
+    path = sign(manifest(tmp_path, **sgx), tmp_path)
+    with pytest.raises(EnclaveStartError, match=needle.replace(".", r"\.")):
+        LibOS.boot(path, platform=load_platform(tmp_path / "plat"))
+
+
+def test_seal_key_masks_of_the_manifest_are_used(tmp_path):
+    (tmp_path / "shared").mkdir()
+    platform = load_platform(tmp_path / "plat")
+    plain = LibOS.boot(sign(manifest(tmp_path), tmp_path), platform=platform)
+    masked = LibOS.boot(sign(manifest(tmp_path, seal_key={"misc_mask": "0x0000ffff"}), tmp_path, name="m"),
+                        platform=platform)
+    want = sgx_keys.seal_key(platform, masked.enclave.identity, sgx_keys.POLICY_MRSIGNER,
+                             sgx_keys.SealKeyMasks(misc=0xFFFF))
+    assert read(masked.process(), "/dev/attestation/keys/_sgx_mrsigner") == want
+    assert want != read(plain.process(), "/dev/attestation/keys/_sgx_mrsigner")

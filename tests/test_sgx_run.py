@@ -216,6 +216,10 @@ def test_bad_input_is_one_line(app):
                        timeout=300)
     last = r.stderr.splitlines()[-1]
     assert r.returncode == 1 and last.startswith("libos: error: fs.mounts[") and "libos sign" in last
+    # --platform is for a signed manifest only
+    r = subprocess.run([LIBOS, "run", "--platform", str(app.platform), str(unsigned)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 2 and "signed manifest" in r.stderr
     # a platform file others can read
     app.run(v1, "files")
     app.platform.chmod(0o644)
