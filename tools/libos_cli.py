@@ -18,6 +18,8 @@ COMMANDS = {
                             "-c STRING) into the final manifest OUTFILE (default: stdout)."),
     "mount": LazyCommand("tools.libos_commands.mount", "mount", "Mount the whole file view MANIFEST defines (its "
                          "fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT."),
+    "quote": LazyCommand("tools.libos_commands.quote", "quote", "Verify or show a quote read from "
+                         "/dev/attestation/quote (simulated DCAP v3)."),
     "run": LazyCommand("tools.libos_commands.run", "run", "Run MANIFEST's libos.entrypoint inside the file view "
                        "the manifest defines."),
     "sign": LazyCommand("tools.libos_commands.sign", "sign", "Sign MANIFEST's enclave as gramine-sgx-sign: write "
