@@ -463,7 +463,7 @@ class FuseBridge:
 
     def mknod(self, path: str, mode: int, dev: int) -> int:
         self._check_write()
-        self.vfs.mknod(self.ctx, path, mode)
+        self.vfs.mknod(self.ctx, path, mode, dev)
         return 0
 
     def rmdir(self, path: str) -> int:
@@ -719,7 +719,8 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     bridge.on_init = started
     if stopper is not None:
         bridge.on_destroy = stopper.ended
-    options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True,
+    # nodev (libfuse's default, said anyway): a device node in the mount never opens a device
+    options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True, "nodev": True,
                                # also set in init_with_config; mfusepy moves it where libfuse wants
                                "use_ino": True}
     if not writable:

@@ -408,17 +408,19 @@ class VFS:
             perm |= st.S_ISGID  # ...and inherits set-group-ID from the parent
         parent.inode.mkdir(name, perm, ctx.uid, self._new_gid(ctx, parent))
 
-    def mknod(self, ctx: Context, path: str, mode: int) -> None:
+    def mknod(self, ctx: Context, path: str, mode: int, rdev: int = 0) -> None:
         """Create a FIFO (``mode`` with S_IFIFO), a socket's name (S_IFSOCK: what ``bind()`` of an
-        AF_UNIX socket makes) or a regular file (S_IFREG or no type). Device nodes give EPERM
-        (Gramine's rule: no mount type holds them)."""
+        AF_UNIX socket makes), a regular file (S_IFREG or no type) or a character or block device
+        (S_IFCHR, S_IFBLK: root only, as Linux asks CAP_MKNOD; ``rdev`` is its ``makedev`` number).
+        Device nodes are kept on chroot and tmpfs mounts but never open a device: an open gives
+        EACCES, as on a ``nodev`` mount (encrypted mounts have no such nodes: EPERM)."""
         parent, name, trailing = self.lookup_parent(ctx, path)
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
         if trailing:
             raise err(errno.ENOENT, path)
         kind = st.S_IFMT(mode) or st.S_IFREG
-        if kind not in (st.S_IFREG, st.S_IFIFO, st.S_IFSOCK):
+        if kind not in (st.S_IFREG, st.S_IFIFO, st.S_IFSOCK, st.S_IFCHR, st.S_IFBLK):
             raise err(errno.EPERM, path)
         target = self._absent_root(parent, name)
         if target is not None:
@@ -427,11 +429,14 @@ class VFS:
             self._create_root(ctx, target, parent, mode, path)
             return
         self._parent_for_change(ctx, parent, path)
+        is_device = kind in (st.S_IFCHR, st.S_IFBLK)
+        if is_device and ctx.uid != 0:
+            raise err(errno.EPERM, path)  # Linux checks CAP_MKNOD after the folder's permissions
         perm = mode & 0o7777 & ~ctx.umask
         if kind == st.S_IFREG:
             parent.inode.create(name, perm, ctx.uid, self._new_gid(ctx, parent))
         else:
-            parent.inode.mknod(name, kind | perm, ctx.uid, self._new_gid(ctx, parent))
+            parent.inode.mknod(name, kind | perm, ctx.uid, self._new_gid(ctx, parent), rdev if is_device else 0)
 
     def mkfifo(self, ctx: Context, path: str, mode: int = 0o666) -> None:
         self.mknod(ctx, path, st.S_IFIFO | (mode & 0o7777))
@@ -631,6 +636,8 @@ class VFS:
                 raise err(errno.EISDIR, path)
             self._require(ctx, inode, R_OK, path)
             return OpenFile(self.pin(loc), flags)
+        if (st.S_ISCHR(inode.mode) or st.S_ISBLK(inode.mode)) and not inode.opens_device:
+            raise err(errno.EACCES, path)  # a device node made in a mount: as a nodev mount's (before permissions)
         if not created:
             # access mode 3 asks for both permissions and grants neither (ioctl-only descriptors)
             want = (R_OK if acc != os.O_WRONLY else 0) | (W_OK if acc != os.O_RDONLY else 0)
