@@ -392,15 +392,20 @@ class FuseBridge:
         only "now" need ownership or write permission (``now_is_touch``)."""
         self._check_write()
         atime, mtime = (UTIME_NOW, UTIME_NOW) if times is None else times
+        # with the writeback cache the kernel sends a regular file's touch as "atime now" and its
+        # own clock for mtime; the kernel checked an explicit mtime already (ownership)
+        kernel_now = self.writeback and atime is UTIME_NOW and isinstance(mtime, int)
         path = self._path_or_handle(path)
         if path is None:
             inode = self._handle_file().inode
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
-                self.vfs.set_times(self.ctx, inode, atime, mtime, now_is_touch=True)
+                self.vfs.set_times(self.ctx, inode, atime, mtime, now_is_touch=True,
+                                   mtime_is_now=kernel_now and inode.is_reg)
         else:
             loc = self.vfs.lookup(self.ctx, path, follow=False)
             inode = loc.inode
-            self.vfs.set_times(self.ctx, inode, atime, mtime, path, readonly=loc.mount.readonly, now_is_touch=True)
+            self.vfs.set_times(self.ctx, inode, atime, mtime, path, readonly=loc.mount.readonly, now_is_touch=True,
+                               mtime_is_now=kernel_now and inode.is_reg)
         self._changed(inode, path)
         return 0
 
@@ -543,7 +548,7 @@ class FuseBridge:
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
         self._check_write()
         self._owner_gate(self.vfs.lookup(self.ctx, path.rpartition("/")[0] or "/").inode)
-        file = self.vfs.open(self.ctx, path, self._open_flags(flags) | os.O_CREAT, mode)
+        file = self.vfs.open(self.ctx, path, self._open_flags(flags) | os.O_CREAT, mode, asked=flags)
         return self._add(self._owner_check(file))
 
     def open(self, path: str, flags: int) -> int:
@@ -551,8 +556,10 @@ class FuseBridge:
             self._check_write()
         hidden = self._hidden_file(path)
         if hidden is not None:  # an unlinked file opened again (through /proc/PID/fd/N)
-            return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags)))
-        return self._add(self._owner_check(self.vfs.open(self.ctx, path, self._open_flags(flags))))
+            return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags), asked=flags))
+        # the caller's permissions are for what it asked (a write-only open widened for the
+        # writeback cache must not need read permission)
+        return self._add(self._owner_check(self.vfs.open(self.ctx, path, self._open_flags(flags), asked=flags)))
 
     def keep_cache_at_open(self, fh: int, path: str) -> bool:
         """Whether the kernel may keep the data it cached for ``path`` (libfuse gives each name a

@@ -316,20 +316,24 @@ class VFS:
                        now_is_touch=now_is_touch)
 
     def set_times(self, ctx: Context, inode: Inode, atime_ns: TimeArg, mtime_ns: TimeArg,
-                  path: str | None = None, *, readonly: bool = False, now_is_touch: bool = False) -> None:
+                  path: str | None = None, *, readonly: bool = False, now_is_touch: bool = False,
+                  mtime_is_now: bool = False) -> None:
         """Set the times of ``inode`` as ``utimensat`` does, with Linux's checks: both omitted
         changes nothing; both "now" needs ownership or write permission; any explicit time
         needs ownership (root passes). ``now_is_touch``: one "now" and one omitted time count
-        as a touch too (what the kernel asks of a FUSE file system after ``ftruncate``)."""
+        as a touch too (what the kernel asks of a FUSE file system after ``ftruncate``).
+        ``mtime_is_now``: the explicit ``mtime_ns`` is the kernel's "now" (with the FUSE writeback
+        cache the kernel keeps a regular file's mtime and sends its own clock for a touch)."""
         if atime_ns is None and mtime_ns is None:
             return
         if readonly:
             raise err(errno.EROFS, path)
         if ctx.uid not in (0, inode.uid):
+            asked = (atime_ns, UTIME_NOW if mtime_is_now else mtime_ns)
             if now_is_touch:
-                touch = all(t is UTIME_NOW or t is None for t in (atime_ns, mtime_ns))
+                touch = all(t is UTIME_NOW or t is None for t in asked)
             else:
-                touch = atime_ns is UTIME_NOW and mtime_ns is UTIME_NOW
+                touch = asked[0] is UTIME_NOW and asked[1] is UTIME_NOW
             if not touch:
                 raise err(errno.EPERM, path)
             self._require(ctx, inode, W_OK, path)
@@ -554,9 +558,11 @@ class VFS:
 
     # ================================================================== open
 
-    def open(self, ctx: Context, path: str, flags: int, mode: int = 0o666) -> OpenFile:
+    def open(self, ctx: Context, path: str, flags: int, mode: int = 0o666, *, asked: int | None = None) -> OpenFile:
         """``open(2)``: every flag that matters for files (O_CREAT, O_EXCL, O_TRUNC, O_APPEND,
-        O_DIRECTORY, O_NOFOLLOW, O_PATH, O_NONBLOCK)."""
+        O_DIRECTORY, O_NOFOLLOW, O_PATH, O_NONBLOCK). ``asked``: the access mode the caller asked
+        for, when ``flags`` open wider than that (the FUSE writeback cache reads pages of a
+        write-only file): permissions are checked for ``asked``."""
         if flags & O_TMPFILE == O_TMPFILE:
             raise err(errno.EOPNOTSUPP, path)
         if flags & os.O_CREAT and flags & O_DIRECTORY and not flags & O_PATH:
@@ -599,7 +605,7 @@ class VFS:
                         raise err(errno.EISDIR, path) from None
                     if not target.startswith("/"):
                         target = _join(parent.path, target)
-                    return self.open(ctx, target, flags & ~O_NOFOLLOW, mode)
+                    return self.open(ctx, target, flags & ~O_NOFOLLOW, mode, asked=asked)
             if loc is None:
                 if trailing:
                     raise err(errno.EISDIR, path)
@@ -617,17 +623,19 @@ class VFS:
             loc = self.lookup(ctx, path, follow=not flags & O_NOFOLLOW)
             if loc.inode.is_symlink:
                 raise err(errno.ENOTDIR if flags & O_DIRECTORY else errno.ELOOP, path)
-        return self._open_at(ctx, loc, flags, path, created=created)
+        return self._open_at(ctx, loc, flags, path, created=created, asked=asked)
 
-    def reopen(self, ctx: Context, file: OpenFile, flags: int) -> OpenFile:
+    def reopen(self, ctx: Context, file: OpenFile, flags: int, *, asked: int | None = None) -> OpenFile:
         """A new open description of the object ``file`` is open on, even if it has no name
         any more (what opening ``/proc/self/fd/N`` does on Linux; the FUSE bridge's way to
         reopen an unlinked file). O_CREAT and O_EXCL don't apply."""
-        return self._open_at(ctx, file.location, flags & ~(os.O_CREAT | os.O_EXCL), file.path)
+        return self._open_at(ctx, file.location, flags & ~(os.O_CREAT | os.O_EXCL), file.path, asked=asked)
 
-    def _open_at(self, ctx: Context, loc: Location, flags: int, path: str, *, created: bool = False) -> OpenFile:
+    def _open_at(self, ctx: Context, loc: Location, flags: int, path: str, *, created: bool = False,
+                 asked: int | None = None) -> OpenFile:
         """The checks and the open of ``open(2)`` once ``path`` is resolved to ``loc``."""
         acc = flags & O_ACCMODE
+        checked = acc if asked is None else asked & O_ACCMODE
         inode = loc.inode
         if flags & O_DIRECTORY and not inode.is_dir:
             raise err(errno.ENOTDIR, path)
@@ -640,7 +648,7 @@ class VFS:
             raise err(errno.EACCES, path)  # a device node made in a mount: as a nodev mount's (before permissions)
         if not created:
             # access mode 3 asks for both permissions and grants neither (ioctl-only descriptors)
-            want = (R_OK if acc != os.O_WRONLY else 0) | (W_OK if acc != os.O_RDONLY else 0)
+            want = (R_OK if checked != os.O_WRONLY else 0) | (W_OK if checked != os.O_RDONLY else 0)
             if flags & os.O_TRUNC:
                 want |= W_OK
             self._require(ctx, inode, want, path)
