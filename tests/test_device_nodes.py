@@ -286,3 +286,41 @@ def test_libos_run_device_nodes_as_a_nodev_kernel_mount(tmp_path: Path, kernel: 
     for folder in ("/m", "/t", "/b"):
         assert inside[folder] == kernel_ops, folder
     assert inside["encrypted"] == [errno.EPERM, errno.EPERM]
+
+
+def test_tar_extracts_device_nodes_inside_libos_run(tmp_path: Path, kernel: Path) -> None:
+    """``tar -x`` of a root file system's /dev part inside ``libos run`` (chroot and tmpfs mounts):
+    the nodes come out as the kernel's tar makes them, and none opens."""
+    why = runner_state() or fuse_unavailable()
+    require(why is None, f"libos run unavailable: {why}")
+    require(shutil.which("tar") is not None, "tar not found")
+    src = kernel / "dev"
+    src.mkdir()
+    os.mknod(src / "null", 0o666 | st.S_IFCHR, os.makedev(1, 3))
+    os.mknod(src / "sda", 0o660 | st.S_IFBLK, os.makedev(8, 0))
+    os.chown(src / "sda", 0, 6)
+    for name, mode in (("null", 0o666), ("sda", 0o660)):
+        os.chmod(src / name, mode)
+    (src / "file").write_bytes(b"data")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    subprocess.run(["tar", "-cpf", str(archive / "dev.tar"), "-C", str(kernel), "dev"], check=True)
+    served = tmp_path / "served"
+    served.mkdir()
+    extra = {"sgx.file_check_policy": "allow_all_but_log",
+             "sgx.allowed_files": [m["uri"] + "/" for m in host_mounts()] + [f"file:{archive}/"]}
+    view = View(tmp_path / "view", "/bin/sh", start_dir="/", extra=extra, extra_mounts=[
+        {"type": "chroot", "path": "/m", "uri": f"file:{served}"},
+        {"type": "chroot", "path": "/archive", "uri": f"file:{archive}"},
+        {"type": "tmpfs", "path": "/t"}])
+    listing = "stat -c '%n %F %a %t:%T %u:%g %s' dev/null dev/sda dev/file"
+    script = " && ".join(f"cd {d} && tar -xpf /archive/dev.tar && {listing} && (cat dev/null; echo open=$?)"
+                         for d in ("/m", "/t"))
+    proc = view.run("-c", script)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    native = subprocess.run(["sh", "-c", f"{listing} && (cat dev/null; echo open=$?)"], cwd=kernel,
+                            capture_output=True, text=True, check=True)
+    assert "character special file 666 1:3 0:0 0" in native.stdout and "block special file 660 8:0 0:6" in native.stdout
+    assert "open=1" in native.stdout
+    assert proc.stdout == native.stdout * 2
+    assert (served / "dev" / "sda").lstat().st_rdev == os.makedev(8, 0)
