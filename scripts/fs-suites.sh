@@ -10,8 +10,9 @@
 #   make pjdfstest), with its tests/ folder. FSX: an fsx binary (xfstests' ltp/fsx.c, built with
 #   gcc). Optional: FRONTS="mount run", TYPES="chroot tmpfs encrypted", TESTS="tests" (pjdfstest
 #   folders or .t files relative to PJDFSTEST, e.g. "tests/mknod/11.t"), SEEDS="1 2 3",
-#   FSX_OPS=20000, PROVE="prove -r" (e.g. "prove -v" to see each assertion), WORK=folder for the runs' files and logs (default: a new /tmp/fs-suites.*),
-#   LIBOS=the libos command (default: this checkout's .venv/bin/libos).
+#   FSX_OPS=20000, PROVE="prove -r" ("prove -v" shows each assertion), WORK=folder for the
+#   runs' files and logs (default: a new /tmp/fs-suites.*), LIBOS=the libos command (default:
+#   this checkout's .venv/bin/libos).
 #
 # Per mount type and front end: `prove -r` of the pjdfstest files from inside the mount (files ok,
 # assertions failing), then fsx with each seed, once with mmap (`fsx -N OPS -S SEED`) and once
