@@ -12,7 +12,7 @@
 #   folders or .t files relative to PJDFSTEST, e.g. "tests/mknod/11.t"), SEEDS="1 2 3",
 #   FSX_OPS=20000, PROVE="prove -r" ("prove -v" shows each assertion), WORK=folder for the
 #   runs' files and logs (default: a new /tmp/fs-suites.*), LIBOS=the libos command (default:
-#   this checkout's .venv/bin/libos).
+#   this checkout's .venv/bin/libos), REPORT=1 (only the table of an earlier WORK's logs).
 #
 # Per mount type and front end: `prove -r` of the pjdfstest files from inside the mount (files ok,
 # assertions failing), then fsx with each seed, once with mmap (`fsx -N OPS -S SEED`) and once
@@ -92,10 +92,37 @@ in_view() {
     fi
 }
 
+# row FRONT TYPE DIR: the table's line, from DIR's logs
+row() {
+    local front=$1 type=$2 dir=$3 files report bad_files bad_asserts failing log fsx_ok=0 fsx_runs=0 fsx_bad=""
+    files=$(sed -n 's/^Files=\([0-9]*\),.*/\1/p' "$dir/pjd.out" | tail -1)
+    # prove's "Test Summary Report": a "FILE.t (Wstat: W Tests: T Failed: F)" line per failing
+    # file (one listed only for "TODO passed", Wstat 0 and Failed 0, passed)
+    report=$(sed -n '/^Test Summary Report/,$p' "$dir/pjd.out" | grep -E '^/.*\.t +\(Wstat' \
+        | grep -Ev '\(Wstat: 0 +Tests: [0-9]+ +Failed: 0\)')
+    bad_files=$(grep -c . <<<"$report")
+    bad_asserts=$(awk -F'Failed: ' 'NF > 1 { sub(/\).*/, "", $2); n += $2 } END { print n + 0 }' <<<"$report")
+    failing=$(sed 's|.*/tests/||; s|\.t .*||' <<<"$report" | tr '\n' ' ' | sed 's/ *$//')
+    for log in "$dir"/fsx-*.out; do
+        [ -e "$log" ] || continue
+        fsx_runs=$((fsx_runs + 1))
+        if grep -q 'operations completed A-OK' "$log"; then  # fsx's last line, on success only
+            fsx_ok=$((fsx_ok + 1))
+        else
+            fsx_bad="$fsx_bad $(basename "$log" .out | sed 's/^fsx-//')"
+        fi
+    done
+    echo "| $front | $type | $(( ${files:-0} - bad_files ))/${files:-?} | $bad_asserts | $fsx_ok/$fsx_runs${fsx_bad:+ (failed:$fsx_bad)} | ${failing:-none} |"
+}
+
 ROWS=()
 for front in $FRONTS; do
     for type in $TYPES; do
         dir=$WORK/$front-$type
+        if [ -n "${REPORT:-}" ]; then  # REPORT=1: the table of an earlier run's WORK, nothing run
+            [ -e "$dir/pjd.out" ] && ROWS+=("$(row "$front" "$type" "$dir")")
+            continue
+        fi
         rm -rf "$dir"
         mkdir -p "$dir/host" "$dir/mnt"
         chmod 755 "$dir/host"
@@ -111,34 +138,18 @@ for front in $FRONTS; do
         for t in $TESTS; do tests="$tests $pjd/$t"; done
         echo "== $front $type: pjdfstest" >&2
         in_view "$front" "$dir" "$PROVE $tests" > "$dir/pjd.out" 2>&1
-        summary=$(grep -E '^Files=' "$dir/pjd.out" | tail -1)
-        files=$(sed -n 's/^Files=\([0-9]*\),.*/\1/p' <<<"$summary")
-        # prove's "Test Summary Report": one "FILE.t (Wstat: W Tests: T Failed: F)" line per failing file
-        # (a file listed only for "TODO passed", Wstat 0 and Failed 0, passed)
-        report=$(sed -n '/^Test Summary Report/,$p' "$dir/pjd.out" | grep -E '^/.*\.t +\(Wstat' \
-            | grep -Ev '\(Wstat: 0 +Tests: [0-9]+ +Failed: 0\)')
-        bad_files=$(grep -c . <<<"$report")
-        bad_asserts=$(awk -F'Failed: ' 'NF > 1 { sub(/\).*/, "", $2); n += $2 } END { print n + 0 }' <<<"$report")
-        failing=$(sed 's|.*/tests/||; s|\.t .*||' <<<"$report" | tr '\n' ' ' | sed 's/ *$//')
-        fsx_ok=0 fsx_runs=0 fsx_bad=""
         for seed in $SEEDS; do
             for style in mmap nommap; do
                 opts="-q -N $FSX_OPS -S $seed"
                 [ "$style" = nommap ] && opts="$opts -R -W"
                 echo "== $front $type: fsx $opts" >&2
-                fsx_runs=$((fsx_runs + 1))
-                if in_view "$front" "$dir" "$fsx $opts fsx-$style-$seed.dat" > "$dir/fsx-$style-$seed.out" 2>&1; then
-                    fsx_ok=$((fsx_ok + 1))
-                else
-                    fsx_bad="$fsx_bad $style:$seed"
-                fi
+                in_view "$front" "$dir" "$fsx $opts fsx-$style-$seed.dat" > "$dir/fsx-$style-$seed.out" 2>&1
             done
         done
         if [ "$front" = mount ]; then
             fusermount3 -u "$dir/mnt" || umount -l "$dir/mnt"
         fi
-        ok=$(( ${files:-0} - ${bad_files:-0} ))
-        ROWS+=("| $front | $type | $ok/${files:-?} | ${bad_asserts:-0} | $fsx_ok/$fsx_runs${fsx_bad:+ (failed:$fsx_bad)} | ${failing:-none} |")
+        ROWS+=("$(row "$front" "$type" "$dir")")
     done
 done
 
