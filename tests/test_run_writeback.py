@@ -4,9 +4,11 @@ the caller's rights as Linux grants them (compared with the real kernel on a scr
 With the writeback cache (on in ``libos run``, off in ``libos mount``) the kernel reads pages of
 files opened write-only, so the bridge opens them read-write, and it keeps a regular file's mtime
 itself, so a touch (``utimensat`` with both times "now") arrives as "atime now" plus the kernel's
-clock for mtime. Both came back as the caller's refusals: a write-only open of a file the caller
-may write but not read gave EACCES, and a touch by a writer who isn't the owner gave EPERM
-(pjdfstest open/06 and utimensat/06 inside ``libos run``).
+clock for mtime, and at an fsync or close it sends the mtime a write gave the file (atime
+omitted). These came back as the caller's refusals: a write-only open of a file the caller may
+write but not read gave EACCES, a touch by a writer who isn't the owner EPERM (pjdfstest open/06
+and utimensat/06 inside ``libos run``), and so did the fsync (or, at times, the close) after such
+a writer's write.
 """
 
 from __future__ import annotations
@@ -63,6 +65,15 @@ do('touch other', lambda: os.utime('other'))
 do('other touched', lambda: os.stat('other').st_mtime_ns > 10**9 and os.stat('other').st_atime_ns > 10**9)
 do('set times of other', lambda: os.utime('other', ns=(5 * 10**17, 5 * 10**17)))
 do('write other', lambda: write('other', b'y', os.O_WRONLY))
+def write_fsync(path, data):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)  # the kernel flushes the mtime its write gave the file, as this caller
+    finally:
+        os.close(fd)
+do('write and fsync other', lambda: write_fsync('other', b'z'))
+do('size other', lambda: os.stat('other').st_size)
 print(json.dumps(out))
 """
 
@@ -100,6 +111,7 @@ def test_write_only_opens_and_touches_as_the_kernel_grants(tmp_path: Path, kind:
     kernel = json.loads(native.stdout)
     assert kernel["open wo O_WRONLY"] == 6 and kernel["open wo O_RDWR"] == "EACCES"  # the claim is the kernel's
     assert kernel["touch other"] == "ok" and kernel["set times of other"] == "EPERM"
+    assert kernel["write and fsync other"] == "ok"
     assert inside == kernel
     if kind == "chroot":
         assert (served / "wo").read_bytes() == b"second+"

@@ -329,6 +329,11 @@ class FuseBridge:
         self.vfs.access(self.ctx, path, amode)
         return 0
 
+    def _writable_handle(self) -> bool:
+        """Whether the request came with a handle of a description open for writing."""
+        file = self._files.get(getattr(self.call_fh, "fh", None))  # type: ignore[arg-type]
+        return file is not None and file.writable
+
     def _handle_file(self) -> OpenFile:
         """The open file of a path-less chmod/chown/utimens (``fchmod`` and friends)."""
         fh = getattr(self.call_fh, "fh", None)
@@ -392,20 +397,25 @@ class FuseBridge:
         only "now" need ownership or write permission (``now_is_touch``)."""
         self._check_write()
         atime, mtime = (UTIME_NOW, UTIME_NOW) if times is None else times
-        # with the writeback cache the kernel sends a regular file's touch as "atime now" and its
-        # own clock for mtime; the kernel checked an explicit mtime already (ownership)
-        kernel_now = self.writeback and atime is UTIME_NOW and isinstance(mtime, int)
+        # with the writeback cache the kernel keeps a regular file's mtime: it sends a touch as
+        # "atime now" plus its own clock, and at an fsync or close the mtime a write gave the file
+        # (atime omitted, with a handle open for writing); a caller's explicit mtime never gets
+        # here from a non-owner (the kernel checks ownership first: default_permissions)
+        kernel_mtime = self.writeback and (atime is UTIME_NOW or atime is None) and isinstance(mtime, int)
+        ctx = self.ctx
+        if kernel_mtime and atime is None and self._writable_handle():
+            ctx = self.root_ctx  # a write's mtime: Linux sets it whatever the permissions are now
         path = self._path_or_handle(path)
         if path is None:
             inode = self._handle_file().inode
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
-                self.vfs.set_times(self.ctx, inode, atime, mtime, now_is_touch=True,
-                                   mtime_is_now=kernel_now and inode.is_reg)
+                self.vfs.set_times(ctx, inode, atime, mtime, now_is_touch=True,
+                                   mtime_is_now=kernel_mtime and inode.is_reg)
         else:
             loc = self.vfs.lookup(self.ctx, path, follow=False)
             inode = loc.inode
-            self.vfs.set_times(self.ctx, inode, atime, mtime, path, readonly=loc.mount.readonly, now_is_touch=True,
-                               mtime_is_now=kernel_now and inode.is_reg)
+            self.vfs.set_times(ctx, inode, atime, mtime, path, readonly=loc.mount.readonly, now_is_touch=True,
+                               mtime_is_now=kernel_mtime and inode.is_reg)
         self._changed(inode, path)
         return 0
 
