@@ -324,8 +324,8 @@ def _build_view(view: int, binds: list[MountSpec]) -> None:  # pragma: no cover 
     os.close(view)
     attestation = ns.open_tree(f"{STAGE}/dev/attestation", recursive=False)
     for spec, fd in sources:
-        if spec.readonly:
-            ns.set_readonly(fd)
+        # nodev as the view: a device node made in a host folder never opens a host device
+        ns.set_attrs(fd, ns.MOUNT_ATTR_NODEV | (ns.MOUNT_ATTR_RDONLY if spec.readonly else 0))
         ns.move_mount(fd, STAGE + spec.path)
         os.close(fd)
     dev = STAGE + "/dev"

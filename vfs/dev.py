@@ -131,6 +131,8 @@ _HANDLES = {"null": NullHandle, "zero": ZeroHandle, "full": FullHandle, "random"
 class CharDevice(Inode):
     """A character device node: ``open`` gives the device's handle."""
 
+    opens_device = True
+
     def __init__(self, fs: FileSystem, name: str, major: int, minor: int):
         super().__init__(fs, st.S_IFCHR | 0o666, rdev=os.makedev(major, minor))
         self.name = name
