@@ -1,4 +1,4 @@
-.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse bench-run bench-startup bench-mechanisms bench-sign clean
+.PHONY: demo test setup lint bench bench-gramine bench-vfs bench-fuse bench-run bench-startup bench-mechanisms bench-sign bench-dask clean
 
 demo: setup
 	scripts/demo.sh
@@ -40,6 +40,10 @@ bench-mechanisms: setup
 # libos sign of all of /usr/lib/python3* against find | xargs sha256sum
 bench-sign: setup
 	.venv/bin/python bench/bench_sign.py --repeat 5 --json docs/bench-sign.json
+
+# pfs encrypt --dask --jobs 2 of a 2 GiB tree against pfs encrypt --jobs 2; 1, 2, 4 local workers (needs .[data])
+bench-dask: setup
+	.venv/bin/python bench/bench_dask.py --json docs/bench-dask.json
 
 bench-startup: setup
 	.venv/bin/python bench/bench_startup.py --imports
