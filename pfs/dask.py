@@ -28,6 +28,8 @@ from .dask_tasks import KeyNotOnWorker, TaskFailed
 SPLIT_SIZE = 64 << 20  # files at least this large are cut into pieces (local destinations)
 PIECE_GROUPS = 64  # node groups per piece (24 MiB of plaintext)
 MAX_KEY_RESENDS = 5
+BATCH_BYTES = 16 << 20  # smaller files go to the workers in batches (fewer, larger tasks)
+BATCH_FILES = 256
 
 __all__ = ["FileOutcome", "Job", "TreeResult", "decrypt_tree", "encrypt_tree", "rekey_tree", "run_jobs",
            "verify_tree"]
@@ -180,25 +182,60 @@ class _Keys:
 
 
 class _Submitter:
+    """Turns jobs into tasks: a large file into pieces, small files into batches, the rest into
+    one task each. A unit is (terminal future, its jobs, whether it is a batch)."""
+
     def __init__(self, client: Any, keys: _Keys, session: str, force: bool, sync: bool, split_size: int,
                  strict: bool):
         self.client, self.keys, self.session = client, keys, session
         self.force, self.sync, self.split_size, self.strict = force, sync, split_size, strict
-        self.split_temps: dict[int, str] = {}
 
-    def submit(self, job: Job) -> Any:
+    def _call(self, job: Job) -> tuple[str, tuple]:
+        ids, s = self.keys.ids, self.session
+        if job.kind == "encrypt":
+            return "encrypt", (job.src_fs, job.src, job.dst_fs, job.dst, job.path, ids["key"], s, self.force,
+                               self.sync)
+        if job.kind in ("decrypt", "verify"):
+            return "decrypt", (job.src_fs, job.src, job.dst_fs, job.dst, job.path, ids["key"], s, self.force,
+                               self.sync, self.strict)
+        return "rekey", (job.src_fs, job.src, ids["key"], ids["new_key"], s, self.sync)
+
+    def units(self, jobs: list[Job]) -> list[tuple[Any, list[Job], bool]]:
+        """Submit every job: small files (under BATCH_BYTES) go in batches sized so that each
+        worker gets several."""
+        workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        small = [j for j in jobs if j.size < BATCH_BYTES and not self._splits(j)]
+        budget = max(1 << 20, min(BATCH_BYTES, sum(j.size for j in small) // (4 * workers)))
+        out = [self.submit(j) for j in jobs if j.size >= BATCH_BYTES or self._splits(j)]
+        batch: list[Job] = []
+        weight = 0
+        for job in small:
+            batch.append(job)
+            weight += job.size + 4096
+            if weight >= budget or len(batch) >= BATCH_FILES:
+                out.append(self.submit_batch(batch))
+                batch, weight = [], 0
+        if batch:
+            out.append(self.submit_batch(batch))
+        return out
+
+    def _splits(self, job: Job) -> bool:
+        return job.kind == "encrypt" and job.size >= self.split_size and is_local(job.dst_fs)
+
+    def submit_batch(self, jobs: list[Job]) -> tuple[Any, list[Job], bool]:
         from . import dask_tasks as t
 
-        c, ids, s = self.client, self.keys.ids, self.session
-        if job.kind == "encrypt":
-            if job.size >= self.split_size and is_local(job.dst_fs):
-                return self._split(job)
-            return c.submit(t.encrypt_file, job.src_fs, job.src, job.dst_fs, job.dst, job.path, ids["key"], s,
-                            self.force, self.sync, pure=False)
-        if job.kind in ("decrypt", "verify"):
-            return c.submit(t.decrypt_file, job.src_fs, job.src, job.dst_fs, job.dst, job.path, ids["key"], s,
-                            self.force, self.sync, self.strict, pure=False)
-        return c.submit(t.rekey_file, job.src_fs, job.src, ids["key"], ids["new_key"], s, self.sync, pure=False)
+        ids = list(self.keys.ids.values())
+        return self.client.submit(t.run_batch, ids, [self._call(j) for j in jobs], pure=False), jobs, True
+
+    def submit(self, job: Job) -> tuple[Any, list[Job], bool]:
+        from . import dask_tasks as t
+
+        if self._splits(job):
+            return self._split(job), [job], False
+        name, args = self._call(job)
+        func = {"encrypt": t.encrypt_file, "decrypt": t.decrypt_file, "rekey": t.rekey_file}[name]
+        return self.client.submit(func, *args, pure=False), [job], False
 
     def _split(self, job: Job) -> Any:
         from . import dask_tasks as t
@@ -208,13 +245,28 @@ class _Submitter:
         assert job.dst is not None
         tmp = posixpath.join(posixpath.dirname(job.dst),
                              temp_prefix(job.dst, self.session) + secrets.token_hex(4))
-        self.split_temps[id(job)] = tmp
         begin = c.submit(t.split_begin, job.src_fs, job.src, job.dst_fs, job.dst, tmp, self.force, pure=False)
         nmht = mht_node_count(job.size)
         runs = [list(range(first, min(first + PIECE_GROUPS, nmht))) for first in range(0, nmht, PIECE_GROUPS)]
         pieces = [c.submit(t.split_piece, job.src_fs, job.src, tmp, run, key_id, begin, pure=False) for run in runs]
         return c.submit(t.split_finish, job.src_fs, job.src, job.dst, tmp, job.path, key_id, begin,
                         list(zip(runs, pieces, strict=True)), self.force, self.sync, pure=False)
+
+
+def _outcomes(future: Any, jobs: list[Job], batch: bool) -> list[FileOutcome]:
+    """The outcomes of a finished unit (raises KeyNotOnWorker for the caller to resend)."""
+    try:
+        value = future.result()
+    except KeyNotOnWorker:
+        raise
+    except TaskFailed as exc:
+        return [FileOutcome(j, False, error=exc.message, errno=exc.errno) for j in jobs]
+    except Exception as exc:  # the cluster's own failures (a worker killed too often, ...)
+        return [FileOutcome(j, False, error=f"{j.src}: {type(exc).__name__}: {exc}") for j in jobs]
+    if not batch:
+        return [FileOutcome(jobs[0], True, value)]
+    return [FileOutcome(j, ok, v if ok else None, "" if ok else v, e)
+            for j, (ok, v, e) in zip(jobs, value, strict=True)]
 
 
 def run_jobs(client: Any, jobs: list[Job], keys: dict[str, bytes], *, force: bool = False, sync: bool = True,
@@ -229,40 +281,36 @@ def run_jobs(client: Any, jobs: list[Job], keys: dict[str, bytes], *, force: boo
     session = secrets.token_hex(6)
     sent = _Keys(client, keys)
     submitter = _Submitter(client, sent, session, force, sync, split_size, strict)
-    pending: dict[Any, tuple[Job, int]] = {}
-    last: FileOutcome | None = None
+    pending: dict[Any, tuple[list[Job], bool, int]] = {}
+    held: list[FileOutcome] = []
     try:
-        for job in jobs:
-            pending[submitter.submit(job)] = (job, 0)
+        for future, unit_jobs, batch in submitter.units(jobs):
+            pending[future] = (unit_jobs, batch, 0)
         done = as_completed(list(pending))
         for future in done:
-            job, resends = pending.pop(future)
+            unit_jobs, batch, resends = pending.pop(future)
             try:
-                outcome = FileOutcome(job, True, future.result())
+                outcomes = _outcomes(future, unit_jobs, batch)
             except KeyNotOnWorker:
                 if resends < MAX_KEY_RESENDS:
                     sent.send()
-                    again = submitter.submit(job)
-                    pending[again] = (job, resends + 1)
+                    again, _, _ = submitter.submit_batch(unit_jobs) if batch else submitter.submit(unit_jobs[0])
+                    pending[again] = (unit_jobs, batch, resends + 1)
                     done.add(again)
                     continue
-                outcome = FileOutcome(job, False, error=f"{job.src}: the workers keep losing the job's keys")
-            except TaskFailed as exc:
-                outcome = FileOutcome(job, False, error=exc.message, errno=exc.errno)
-            except Exception as exc:  # the cluster's own failures (a worker killed too often, ...)
-                outcome = FileOutcome(job, False, error=f"{job.src}: {type(exc).__name__}: {exc}")
-            if progress:
-                progress(job.size)
-            if last is not None:
-                yield last
-            last = outcome
+                outcomes = [FileOutcome(j, False, error=f"{j.src}: the workers keep losing the job's keys")
+                            for j in unit_jobs]
+            for outcome in outcomes:
+                if progress:
+                    progress(outcome.job.size)
+            yield from held
+            held = outcomes
     finally:
         for future in list(pending):
             future.cancel()
         sent.forget()
         _sweep(jobs, session)
-    if last is not None:
-        yield last
+    yield from held
 
 
 def _sweep(jobs: list[Job], session: str) -> None:

@@ -250,6 +250,22 @@ def rekey_file(fs: Any, path: str, old_id: str, new_id: str, session: str, sync:
     return bound
 
 
+def run_batch(key_ids: list[str], calls: list[tuple[str, tuple]]) -> list[tuple[bool, Any, int | None]]:
+    """Run several small files' tasks in one (``calls``: (function name, arguments)); each
+    file's outcome is ``(True, value, None)`` or ``(False, message, errno)``. A missing key
+    fails the whole batch before any file is touched."""
+    for key_id in key_ids:
+        _key(key_id)
+    funcs = {"encrypt": encrypt_file, "decrypt": decrypt_file, "rekey": rekey_file}
+    out: list[tuple[bool, Any, int | None]] = []
+    for name, args in calls:
+        try:
+            out.append((True, funcs[name](*args), None))
+        except TaskFailed as exc:
+            out.append((False, exc.message, exc.errno))
+    return out
+
+
 # ---------------------------------------------------------------------- large files, by node groups
 
 @typed

@@ -331,3 +331,11 @@ def test_cli_errors(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 1
     assert "pip install 'pfskit[data]'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_importing_pfs_dask_imports_no_dask():
+    """The API module is light: Dask and fsspec are imported when a job runs."""
+    code = ("import sys, pfs, pfs.dask, tools.pfs_cli; "
+            "print(sorted(m for m in ('dask', 'distributed', 'fsspec', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
