@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .dask_io import TMP_TAG, is_local, temp_prefix
-from .dask_tasks import KeyNotOnWorker, TaskFailed
+from .dask_tasks import NO_KEY, KeyNotOnWorker, TaskFailed
 
 SPLIT_SIZE = 64 << 20  # files at least this large are cut into pieces (local destinations)
 PIECE_GROUPS = 64  # node groups per piece (24 MiB of plaintext)
@@ -271,11 +271,13 @@ def _outcomes(future: Any, jobs: list[Job], batch: bool) -> list[FileOutcome]:
 
 def run_jobs(client: Any, jobs: list[Job], keys: dict[str, bytes], *, force: bool = False, sync: bool = True,
              strict: bool = False, split_size: int = SPLIT_SIZE,
-             progress: Callable[[int], None] | None = None) -> Iterator[FileOutcome]:
+             progress: Callable[[int], None] | None = None,
+             stats: dict[str, int] | None = None) -> Iterator[FileOutcome]:
     """Run ``jobs`` on ``client``'s cluster; yield each file's outcome as it finishes.
 
     ``keys``: ``{"key": ...}`` (and ``"new_key"`` for rekey). Temporary outputs of files that
-    failed, or of workers that died, are removed before the last outcome is yielded."""
+    failed, or of workers that died, are removed before the last outcome is yielded.
+    ``stats["key_resends"]`` counts the times workers had lost the keys."""
     from distributed import as_completed
 
     session = secrets.token_hex(6)
@@ -292,14 +294,19 @@ def run_jobs(client: Any, jobs: list[Job], keys: dict[str, bytes], *, force: boo
             try:
                 outcomes = _outcomes(future, unit_jobs, batch)
             except KeyNotOnWorker:
-                if resends < MAX_KEY_RESENDS:
-                    sent.send()
-                    again, _, _ = submitter.submit_batch(unit_jobs) if batch else submitter.submit(unit_jobs[0])
-                    pending[again] = (unit_jobs, batch, resends + 1)
-                    done.add(again)
-                    continue
-                outcomes = [FileOutcome(j, False, error=f"{j.src}: the workers keep losing the job's keys")
-                            for j in unit_jobs]
+                outcomes = [FileOutcome(j, False, error=NO_KEY) for j in unit_jobs]
+            lost = [o.job for o in outcomes if not o.ok and o.error == NO_KEY]
+            if lost and resends < MAX_KEY_RESENDS:
+                if stats is not None:
+                    stats["key_resends"] = stats.get("key_resends", 0) + 1
+                sent.send()
+                again, _, _ = submitter.submit_batch(lost) if batch else submitter.submit(lost[0])
+                pending[again] = (lost, batch, resends + 1)
+                done.add(again)
+                outcomes = [o for o in outcomes if o.job not in lost]
+            for o in outcomes:
+                if not o.ok and o.error == NO_KEY:
+                    o.error = f"{o.job.src}: the workers keep losing the job's keys"
             for outcome in outcomes:
                 if progress:
                     progress(outcome.job.size)

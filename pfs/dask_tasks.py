@@ -37,6 +37,7 @@ from .dask_io import (
 
 _KEYS: dict[str, bytes] = {}
 _TRANSIT_LABEL = b"pfs.dask entries in transit"
+NO_KEY = "<no key on this worker>"  # a batch's outcome for a file whose key was missing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -252,8 +253,9 @@ def rekey_file(fs: Any, path: str, old_id: str, new_id: str, session: str, sync:
 
 def run_batch(key_ids: list[str], calls: list[tuple[str, tuple]]) -> list[tuple[bool, Any, int | None]]:
     """Run several small files' tasks in one (``calls``: (function name, arguments)); each
-    file's outcome is ``(True, value, None)`` or ``(False, message, errno)``. A missing key
-    fails the whole batch before any file is touched."""
+    file's outcome is ``(True, value, None)`` or ``(False, message, errno)``, and
+    ``(False, NO_KEY, None)`` for a file whose key was missing. A key missing at the start fails
+    the whole batch before any file is touched."""
     for key_id in key_ids:
         _key(key_id)
     funcs = {"encrypt": encrypt_file, "decrypt": decrypt_file, "rekey": rekey_file}
@@ -263,6 +265,8 @@ def run_batch(key_ids: list[str], calls: list[tuple[str, tuple]]) -> list[tuple[
             out.append((True, funcs[name](*args), None))
         except TaskFailed as exc:
             out.append((False, exc.message, exc.errno))
+        except KeyNotOnWorker:  # forgotten meanwhile: this file (not the ones done) is sent again
+            out.append((False, NO_KEY, None))
     return out
 
 

@@ -254,6 +254,33 @@ def test_worker_killed_in_the_middle(tmp_path):
     _no_temps(enc)
 
 
+def test_workers_that_lost_the_keys_get_them_again(client, tmp_path):
+    """A worker that joins or restarts mid-job has no keys: its tasks fail with KeyNotOnWorker,
+    the keys are sent again and the files re-submitted (here every worker forgets them when the
+    first file is done)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    src = tmp_path / "src"
+    _small_tree(src, 80, seed=6)
+    _write_random(src / "big.bin", 12 * MIB, seed=1)
+    local = LocalFileSystem()
+    jobs = [pdask.Job("encrypt", local, str(p), local, str(tmp_path / "enc" / p.relative_to(src)), "/b",
+                      p.stat().st_size) for p in sorted(src.rglob("*")) if p.is_file()]
+    forgotten = []
+
+    def forget(_n: int) -> None:
+        if not forgotten:
+            forgotten.append(client.run(lambda: dask_tasks._KEYS.clear()))
+
+    stats: dict[str, int] = {}
+    outcomes = list(pdask.run_jobs(client, jobs, {"key": KEY}, split_size=4 * MIB, progress=forget, stats=stats))
+    assert forgotten and stats.get("key_resends", 0) >= 1
+    assert len(outcomes) == len(jobs) and all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok][:3]
+    key_file = _key_file(tmp_path)
+    assert _pfs("verify", "-w", str(key_file), str(tmp_path / "enc")).stdout.strip() == f"{len(jobs)} files ok"
+    _no_temps(tmp_path / "enc")
+
+
 def test_memory_to_file_and_back(tmp_path):
     """Plaintext in one store (memory://), encrypted files in another (file://), and back."""
     import fsspec
