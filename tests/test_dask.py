@@ -39,7 +39,7 @@ MIB = 1 << 20
 def _cluster(workers: int = 2, processes: bool = True) -> LocalCluster:
     import logging
 
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=None,
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, dashboard_address=":0",
                         silence_logs=logging.CRITICAL)
 
 

@@ -42,9 +42,17 @@ class DaskRunner:
         except ImportError:
             raise CliError(f"--dask and --scheduler need Dask and fsspec: {INSTALL_HINT}") from None
         if self.scheduler is None:
+            import dask
+
+            # the workers' sampling profiler (every 10 ms) costs the AES-GCM loop time; the dashboard
+            # goes on a free port (shown with -v)
+            dask.config.set({"distributed.worker.profile.enabled": False})
             cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.CRITICAL)
-            return cluster, Client(cluster)
+                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
+            client = Client(cluster)
+            if self.verbose:
+                click.echo(f"pfs: note: Dask dashboard: {client.dashboard_link}", err=True)
+            return cluster, client
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
         try:
             client = Client(self.scheduler, timeout="10s")
