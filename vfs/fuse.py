@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -44,6 +43,7 @@ from .vfs import VFS, Context, Location
 
 log = logging.getLogger("vfs.fuse")
 
+LIBFUSE3_SONAME = "libfuse3.so.3"  # what dlopen loads libfuse3 by (its major version in the name)
 HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")  # libfuse's name for a removed open file
 MAX_VERSIONS = 4096  # names whose file version at the last open is remembered (for keep_cache)
 MAX_IO = 1 << 20  # bytes per FUSE read/write request (libfuse3; the kernel may cap it lower)
@@ -65,9 +65,7 @@ def load_mfusepy():
     """
     if "mfusepy" not in sys.modules and not os.environ.get("FUSE_LIBRARY_PATH") \
             and not os.environ.get("FUSE_LIBRARY_NAME"):
-        if ctypes.util.find_library("fuse3") is None:
-            raise OSError(errno.ENOSYS, "libfuse3 is not installed; install the fuse3 package")
-        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
+        os.environ["FUSE_LIBRARY_PATH"] = _libfuse3()
     try:
         import mfusepy
     except (ImportError, OSError) as exc:  # libfuse missing: mfusepy raises at import
@@ -76,6 +74,21 @@ def load_mfusepy():
         raise OSError(errno.ENOSYS, f"libfuse {mfusepy.fuse_version_major} was loaded (FUSE_LIBRARY_PATH or "
                       "FUSE_LIBRARY_NAME?); pfskit needs libfuse3: unset them or name libfuse3")
     return mfusepy
+
+
+def _libfuse3() -> str:
+    """What dlopen loads libfuse3 by: its soname when the loader finds it (no ``ldconfig -p`` run,
+    which ``ctypes.util.find_library`` makes and mfusepy repeats), else what find_library finds."""
+    try:
+        ctypes.CDLL(LIBFUSE3_SONAME)
+        return LIBFUSE3_SONAME
+    except OSError:
+        from ctypes.util import find_library
+
+        found = find_library("fuse3")
+    if found is None:
+        raise OSError(errno.ENOSYS, "libfuse3 is not installed; install the fuse3 package")
+    return found
 
 
 def _not_served(*args: Any) -> int:
