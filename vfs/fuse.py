@@ -38,6 +38,7 @@ from .fuse_links import LinkNames
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
 from .fuse_request import request_reader
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
+from .fuse_threads import keep_thread_state
 from .node import UTIME_NOW, Stat, TimeArg, err
 from .vfs import VFS, Context, Location
 
@@ -749,6 +750,11 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
                 return call()
             finally:
                 bridge.call_fh.fh = bridge.call_fh.hidden = None
+
+        if multithreaded:
+            def _wrapper(self, func, *args, **kwargs):
+                keep_thread_state()  # every callback comes through here
+                return super()._wrapper(func, *args, **kwargs)
 
         def chmod_fuse_3(self, path, mode, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).chmod_fuse_3(path, mode, fip))
