@@ -52,5 +52,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[:1] == ["run"]:
         from .libos_run import main_plain
 
-        main_plain(args[1:])  # exits unless the command line needs click
+        main_plain(args[1:], own_process=argv is None)  # exits unless the command line needs click
     __getattr__("cli").main(args=args, prog_name="libos")

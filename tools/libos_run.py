@@ -9,6 +9,8 @@ another option, no MANIFEST, a malformed ``--key``) is left to click, which answ
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -77,22 +79,34 @@ def parse_plain(args: Sequence[str]) -> tuple[str, list[str], list[str], bool] |
     return args[i], rest, keys, debug
 
 
-def main_plain(args: Sequence[str]) -> None:
-    """Run ``libos run ARGS`` when :func:`parse_plain` reads it (never returns then); else return."""
+def main_plain(args: Sequence[str], *, own_process: bool = False) -> None:
+    """Run ``libos run ARGS`` when :func:`parse_plain` reads it (never returns then); else return.
+    ``own_process`` (the ``libos`` command itself, not a caller in Python): exit without the
+    interpreter's finalization once the run is over (everything is flushed and closed by then;
+    tearing down ~300 modules cost ~10-15 ms of every run)."""
     parsed = parse_plain(args)
     if parsed is None:
         return
     manifest, rest, keys, debug = parsed
     try:
-        execute(manifest, rest, keys, debug)
+        code = execute(manifest, rest, keys, debug)
     except KeyboardInterrupt:  # before the program runs (the runner passes signals on from then on)
         sys.stderr.write("Aborted!\n")  # what click says
         sys.exit(1)
+    if own_process:
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
-def execute(manifest: str, args: list[str], keys: Sequence[str], debug: bool) -> None:
-    """``libos run``: boot MANIFEST's view, run its entry point with ``args``; exit with its
-    status. Every error is one line on stderr (``--debug`` adds the traceback): 2 for a command
+def execute(manifest: str, args: list[str], keys: Sequence[str], debug: bool) -> int:
+    """``libos run``: boot MANIFEST's view, run its entry point with ``args``; its exit status.
+    Every error is one line on stderr (``--debug`` adds the traceback) and exits: 2 for a command
     line that doesn't fit the manifest, 1 otherwise. ``keys`` are NAME=FILE (checked)."""
     import logging
 
@@ -129,4 +143,4 @@ def execute(manifest: str, args: list[str], keys: Sequence[str], debug: bool) ->
               else f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else ""), 1, debug)
     except Exception as exc:
         _fail(f"{type(exc).__name__}: {exc}", 1, debug)
-    sys.exit(code)
+    return code

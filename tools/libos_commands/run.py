@@ -6,6 +6,8 @@ The click command: its options and help. A plain command line never reaches it (
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 
@@ -33,4 +35,4 @@ def run(manifest: str, args: tuple[str, ...], keys: tuple[str, ...], debug: bool
     rest = list(args)
     if rest[:1] == ["--"]:  # click keeps the separator once MANIFEST is given
         rest = rest[1:]
-    execute(manifest, rest, keys, debug)
+    sys.exit(execute(manifest, rest, keys, debug))
