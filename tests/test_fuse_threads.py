@@ -68,3 +68,42 @@ def test_libfuse_threads_keep_their_python_thread_state(tmp_path: Path) -> None:
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["calls"] >= 300
     assert seen["new_states"] == seen["threads"], seen
+
+
+VIEW_DRIVER = r"""
+import json, os, sys, threading
+from pal import namespaces as ns
+from vfs.fuse import serve
+from vfs.mount import MountTable
+from vfs.tmpfs import TmpFs
+from vfs.vfs import VFS
+
+vfs = VFS(MountTable())
+vfs.mounts.mount("/", TmpFs())
+fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+view = ns.fs_mount("fuse", {"fd": str(fd), "rootmode": "40000", "user_id": "0", "group_id": "0"})
+up, names = threading.Event(), []
+def ready():
+    names.extend(t.name for t in threading.enumerate())
+    up.set()
+server = threading.Thread(target=serve, args=(vfs, f"/dev/fd/{fd}"), daemon=True,
+                          kwargs={"writable": True, "multithreaded": True, "ready": ready})
+server.start()
+if not up.wait(30):
+    sys.exit("not served")
+os.close(view)  # the detached mount's only reference: the session ends
+server.join(30)
+print(json.dumps({"threads": names, "ended": not server.is_alive()}))
+"""
+
+
+def test_a_mount_served_on_its_device_fd_is_not_watched_for(tmp_path: Path) -> None:
+    """``libos run`` serves a detached mount it made (``/dev/fd/N``) and sets its read-ahead
+    itself: no thread reads the mount table looking for it (one did, every 20 ms for 10 s of
+    every run, its parsing competing with the requests for the GIL)."""
+    proc = subprocess.run([sys.executable, "-c", VIEW_DRIVER], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["ended"]
+    assert [n for n in seen["threads"] if "read_ahead" in n or "read-ahead" in n] == []
