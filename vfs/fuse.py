@@ -68,13 +68,43 @@ def load_mfusepy():
             and not os.environ.get("FUSE_LIBRARY_NAME"):
         os.environ["FUSE_LIBRARY_PATH"] = _libfuse3()
     try:
-        import mfusepy
+        with _ctypes_util_on_demand():
+            import mfusepy
     except (ImportError, OSError) as exc:  # libfuse missing: mfusepy raises at import
         raise OSError(errno.ENOSYS, f"FUSE is not available ({exc}); install the fuse3 package") from None
     if mfusepy.fuse_version_major != 3:
         raise OSError(errno.ENOSYS, f"libfuse {mfusepy.fuse_version_major} was loaded (FUSE_LIBRARY_PATH or "
                       "FUSE_LIBRARY_NAME?); pfskit needs libfuse3: unset them or name libfuse3")
     return mfusepy
+
+
+@contextlib.contextmanager
+def _ctypes_util_on_demand():
+    """While mfusepy is imported, ``ctypes.util`` is a stand-in whose ``find_library`` imports
+    the real module on first use. mfusepy imports it at its top for ``find_library`` alone,
+    which it calls only when ``FUSE_LIBRARY_PATH`` is not set; the real module brings
+    subprocess, shutil and tempfile (~5-10 ms of every ``libos run``'s start-up)."""
+    if "ctypes.util" in sys.modules:
+        yield
+        return
+    import types
+
+    stand_in = types.ModuleType("ctypes.util", "ctypes.util until it is needed (see vfs.fuse)")
+
+    def find_library(name: str) -> str | None:
+        if sys.modules.get("ctypes.util") is stand_in:
+            del sys.modules["ctypes.util"]
+        from ctypes.util import find_library as real
+
+        return real(name)
+
+    stand_in.find_library = find_library  # type: ignore[attr-defined]
+    sys.modules["ctypes.util"] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get("ctypes.util") is stand_in:
+            del sys.modules["ctypes.util"]
 
 
 def _libfuse3() -> str:
