@@ -382,8 +382,10 @@ class Process:
         self.vfs.mkfifo(self.ctx, path, mode)
 
     def mknod(self, path: str, mode: int = 0o600, device: int = 0) -> None:
+        """``mknod(2)``: ``device`` is a device node's ``os.makedev`` number (root only; the
+        node is kept, never opened: EACCES)."""
         self._enter()
-        self.vfs.mknod(self.ctx, path, mode)
+        self.vfs.mknod(self.ctx, path, mode, device)
 
     def getdents64(self, fd: int, count: int = 32768) -> list[tuple[str, int, int]]:
         """Entries (name, ino, d_type) from the descriptor's position; [] at the end.

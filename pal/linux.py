@@ -311,9 +311,10 @@ def host_open_dir_at(dir_fd: int | None, path: str) -> int:
     return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
 
 
-def host_mknod(path: str, mode: int) -> None:
-    """``mknod(2)`` of a FIFO or a socket (``mode`` with its type bits)."""
-    os.mknod(path, mode)
+def host_mknod(path: str, mode: int, rdev: int = 0) -> None:
+    """``mknod(2)`` of a FIFO, a socket or a device node numbered ``rdev`` (``mode`` with its type
+    bits)."""
+    os.mknod(path, mode, rdev)
 
 
 def host_chmod(target: str | int, mode: int) -> None:

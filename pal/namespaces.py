@@ -13,9 +13,10 @@ import os
 import platform
 
 __all__ = [
-    "AT_RECURSIVE", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUSER", "MNT_DETACH", "MS_BIND", "MS_NODEV",
+    "AT_RECURSIVE", "CLONE_NEWNS", "CLONE_NEWPID", "CLONE_NEWUSER", "MNT_DETACH", "MOUNT_ATTR_NODEV",
+    "MOUNT_ATTR_RDONLY", "MS_BIND", "MS_NODEV",
     "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC", "MS_REMOUNT", "fs_mount", "mount",
-    "enter_user_namespace", "move_mount", "open_tree", "pivot_root", "set_readonly", "umount2", "unshare",
+    "enter_user_namespace", "move_mount", "open_tree", "pivot_root", "set_attrs", "set_readonly", "umount2", "unshare",
 ]
 
 CLONE_NEWNS = 0x00020000
@@ -101,12 +102,19 @@ class _MountAttr(ctypes.Structure):
                 ("userns_fd", ctypes.c_uint64)]
 
 
-def set_readonly(mount_fd: int) -> None:
-    """Make the (detached) mount tree ``mount_fd`` read-only, its other flags kept (``mount_setattr``:
-    a remount would have to repeat flags a user namespace may not drop)."""
-    attr = _MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+def set_attrs(mount_fd: int, attrs: int) -> None:
+    """Set the ``MOUNT_ATTR_*`` flags ``attrs`` on the (detached) mount tree ``mount_fd``, its other
+    flags kept (``mount_setattr``: a remount would have to repeat flags a user namespace may not
+    drop)."""
+    attr = _MountAttr(attr_set=attrs)
+    what = "read-only bind" if attrs & MOUNT_ATTR_RDONLY else "nodev bind"
     _check(_syscall("mount_setattr", ctypes.c_int(mount_fd), b"", ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE),
-                    ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), "read-only bind")
+                    ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), what)
+
+
+def set_readonly(mount_fd: int) -> None:
+    """Make the (detached) mount tree ``mount_fd`` read-only, its other flags kept."""
+    set_attrs(mount_fd, MOUNT_ATTR_RDONLY)
 
 
 def enter_user_namespace() -> None:

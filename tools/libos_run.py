@@ -104,10 +104,13 @@ def main_plain(args: Sequence[str], *, own_process: bool = False) -> None:
     sys.exit(code)
 
 
-def execute(manifest: str, args: list[str], keys: Sequence[str], debug: bool) -> int:
+def execute(manifest: str, args: list[str], keys: Sequence[str], debug: bool, *, platform_file: str | None = None,
+            pal: str | None = None) -> int:
     """``libos run``: boot MANIFEST's view, run its entry point with ``args``; its exit status.
     Every error is one line on stderr (``--debug`` adds the traceback) and exits: 2 for a command
-    line that doesn't fit the manifest, 1 otherwise. ``keys`` are NAME=FILE (checked)."""
+    line that doesn't fit the manifest, 1 otherwise. ``keys`` are NAME=FILE (checked);
+    ``platform_file`` and ``pal`` (a signed manifest's, checked to be one) are
+    :meth:`libos.LibOS.boot`'s ``platform`` and ``pal``."""
     import logging
 
     logging.basicConfig(format="libos: warning: %(message)s", level=logging.WARNING)
@@ -129,7 +132,7 @@ def execute(manifest: str, args: list[str], keys: Sequence[str], debug: bool) ->
         enter_namespaces(plan)  # unprivileged: a user namespace, before anything starts a thread
         from libos import LibOS
 
-        lo = LibOS.boot(m)
+        lo = LibOS.boot(m, platform=platform_file, pal=pal)
         _load_keys(lo, keys)
         missing = [n for n in m.keys_missing if not lo.keys.is_set(n)]
         if missing:

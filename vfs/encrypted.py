@@ -511,7 +511,7 @@ class EncryptedInode(HostInode):
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Inode:
         raise err(errno.EPERM, self._child_path(name))
 
-    def mknod(self, name: str, mode: int, uid: int, gid: int) -> Inode:
+    def mknod(self, name: str, mode: int, uid: int, gid: int, rdev: int = 0) -> Inode:
         raise err(errno.EPERM, self._child_path(name))
 
     def link(self, name: str, inode: Inode) -> None:

@@ -373,6 +373,11 @@ class FuseBridge:
         self.vfs.access(self.ctx, path, amode)
         return 0
 
+    def _writable_handle(self) -> bool:
+        """Whether the request came with a handle of a description open for writing."""
+        file = self._files.get(getattr(self.call_fh, "fh", None))  # type: ignore[arg-type]
+        return file is not None and file.writable
+
     def _handle_file(self) -> OpenFile:
         """The open file of a path-less chmod/chown/utimens (``fchmod`` and friends)."""
         fh = getattr(self.call_fh, "fh", None)
@@ -436,15 +441,25 @@ class FuseBridge:
         only "now" need ownership or write permission (``now_is_touch``)."""
         self._check_write()
         atime, mtime = (UTIME_NOW, UTIME_NOW) if times is None else times
+        # with the writeback cache the kernel keeps a regular file's mtime: it sends a touch as
+        # "atime now" plus its own clock, and at an fsync or close the mtime a write gave the file
+        # (atime omitted, with a handle open for writing); a caller's explicit mtime never gets
+        # here from a non-owner (the kernel checks ownership first: default_permissions)
+        kernel_mtime = self.writeback and (atime is UTIME_NOW or atime is None) and isinstance(mtime, int)
+        ctx = self.ctx
+        if kernel_mtime and atime is None and self._writable_handle():
+            ctx = self.root_ctx  # a write's mtime: Linux sets it whatever the permissions are now
         path = self._path_or_handle(path)
         if path is None:
             inode = self._handle_file().inode
             with contextlib.suppress(FileNotFoundError):  # an unlinked file: its times are gone with it
-                self.vfs.set_times(self.ctx, inode, atime, mtime, now_is_touch=True)
+                self.vfs.set_times(ctx, inode, atime, mtime, now_is_touch=True,
+                                   mtime_is_now=kernel_mtime and inode.is_reg)
         else:
             loc = self.vfs.lookup(self.ctx, path, follow=False)
             inode = loc.inode
-            self.vfs.set_times(self.ctx, inode, atime, mtime, path, readonly=loc.mount.readonly, now_is_touch=True)
+            self.vfs.set_times(ctx, inode, atime, mtime, path, readonly=loc.mount.readonly, now_is_touch=True,
+                               mtime_is_now=kernel_mtime and inode.is_reg)
         self._changed(inode, path)
         return 0
 
@@ -507,7 +522,7 @@ class FuseBridge:
 
     def mknod(self, path: str, mode: int, dev: int) -> int:
         self._check_write()
-        self.vfs.mknod(self.ctx, path, mode)
+        self.vfs.mknod(self.ctx, path, mode, dev)
         return 0
 
     def rmdir(self, path: str) -> int:
@@ -587,7 +602,7 @@ class FuseBridge:
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
         self._check_write()
         self._owner_gate(self.vfs.lookup(self.ctx, path.rpartition("/")[0] or "/").inode)
-        file = self.vfs.open(self.ctx, path, self._open_flags(flags) | os.O_CREAT, mode)
+        file = self.vfs.open(self.ctx, path, self._open_flags(flags) | os.O_CREAT, mode, asked=flags)
         return self._add(self._owner_check(file))
 
     def open(self, path: str, flags: int) -> int:
@@ -595,8 +610,10 @@ class FuseBridge:
             self._check_write()
         hidden = self._hidden_file(path)
         if hidden is not None:  # an unlinked file opened again (through /proc/PID/fd/N)
-            return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags)))
-        return self._add(self._owner_check(self.vfs.open(self.ctx, path, self._open_flags(flags))))
+            return self._add(self.vfs.reopen(self.ctx, hidden, self._open_flags(flags), asked=flags))
+        # the caller's permissions are for what it asked (a write-only open widened for the
+        # writeback cache must not need read permission)
+        return self._add(self._owner_check(self.vfs.open(self.ctx, path, self._open_flags(flags), asked=flags)))
 
     def keep_cache_at_open(self, fh: int, path: str) -> bool:
         """Whether the kernel may keep the data it cached for ``path`` (libfuse gives each name a
@@ -624,6 +641,8 @@ class FuseBridge:
         file = self._files.get(fh)
         if file is None or file.handle is None or not file.inode.is_reg:
             return False
+        if getattr(file.handle, "direct_io", False):  # a pseudo file whose content changes under it
+            return True
         return file.handle.size() != file.inode.stat().st_size
 
     def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
@@ -766,7 +785,8 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     bridge.on_init = started
     if stopper is not None:
         bridge.on_destroy = stopper.ended
-    options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True,
+    # nodev (libfuse's default, said anyway): a device node in the mount never opens a device
+    options: dict[str, Any] = {"fsname": fsname, "subtype": subtype, "default_permissions": True, "nodev": True,
                                # also set in init_with_config; mfusepy moves it where libfuse wants
                                "use_ino": True}
     if not writable:

@@ -154,6 +154,10 @@ class Inode:
     :meth:`stat` and the setters.
     """
 
+    #: a character or block device of this class opens its device (the VFS's own /dev); device
+    #: nodes made in a mount (chroot, tmpfs) are names only, and open gives EACCES
+    opens_device = False
+
     def __init__(self, fs: FileSystem, mode: int, *, uid: int = 0, gid: int = 0, ino: int | None = None,
                  rdev: int = 0):
         now = time_ns()
@@ -267,8 +271,9 @@ class Inode:
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Inode:
         raise err(errno.EPERM)
 
-    def mknod(self, name: str, mode: int, uid: int, gid: int) -> Inode:
-        """A new special file (``mode`` includes the type bits: FIFOs)."""
+    def mknod(self, name: str, mode: int, uid: int, gid: int, rdev: int = 0) -> Inode:
+        """A new special file (``mode`` includes the type bits: FIFOs, sockets' names, device
+        nodes numbered ``rdev``)."""
         raise err(errno.EPERM)
 
     def link(self, name: str, inode: Inode) -> None:

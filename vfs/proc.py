@@ -313,7 +313,7 @@ class _NoNames:
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Inode:
         raise err(errno.ENOENT)
 
-    def mknod(self, name: str, mode: int, uid: int, gid: int) -> Inode:
+    def mknod(self, name: str, mode: int, uid: int, gid: int, rdev: int = 0) -> Inode:
         raise err(errno.ENOENT)
 
     def link(self, name: str, inode: Inode) -> None:

@@ -203,7 +203,8 @@ class TmpSymlink(Inode):
 
 
 class TmpSpecial(Inode):
-    """A FIFO or a socket's name: the VFS (and, through FUSE, the kernel) gives it its behaviour."""
+    """A FIFO, a socket's name or a device node (its ``rdev`` kept, never opened): the VFS (and,
+    through FUSE, the kernel) gives it its behaviour."""
 
     def blocks(self, size: int) -> int:
         return 0
@@ -243,8 +244,8 @@ class TmpDir(Inode):
     def symlink(self, name: str, target: str, uid: int, gid: int) -> Inode:
         return self._add(name, TmpSymlink(self.fs, target, uid, gid))
 
-    def mknod(self, name: str, mode: int, uid: int, gid: int) -> Inode:
-        return self._add(name, TmpSpecial(self.fs, mode, uid=uid, gid=gid))
+    def mknod(self, name: str, mode: int, uid: int, gid: int, rdev: int = 0) -> Inode:
+        return self._add(name, TmpSpecial(self.fs, mode, uid=uid, gid=gid, rdev=rdev))
 
     def link(self, name: str, inode: Inode) -> None:
         self._add(name, inode)

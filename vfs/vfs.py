@@ -316,20 +316,24 @@ class VFS:
                        now_is_touch=now_is_touch)
 
     def set_times(self, ctx: Context, inode: Inode, atime_ns: TimeArg, mtime_ns: TimeArg,
-                  path: str | None = None, *, readonly: bool = False, now_is_touch: bool = False) -> None:
+                  path: str | None = None, *, readonly: bool = False, now_is_touch: bool = False,
+                  mtime_is_now: bool = False) -> None:
         """Set the times of ``inode`` as ``utimensat`` does, with Linux's checks: both omitted
         changes nothing; both "now" needs ownership or write permission; any explicit time
         needs ownership (root passes). ``now_is_touch``: one "now" and one omitted time count
-        as a touch too (what the kernel asks of a FUSE file system after ``ftruncate``)."""
+        as a touch too (what the kernel asks of a FUSE file system after ``ftruncate``).
+        ``mtime_is_now``: the explicit ``mtime_ns`` is the kernel's "now" (with the FUSE writeback
+        cache the kernel keeps a regular file's mtime and sends its own clock for a touch)."""
         if atime_ns is None and mtime_ns is None:
             return
         if readonly:
             raise err(errno.EROFS, path)
         if ctx.uid not in (0, inode.uid):
+            asked = (atime_ns, UTIME_NOW if mtime_is_now else mtime_ns)
             if now_is_touch:
-                touch = all(t is UTIME_NOW or t is None for t in (atime_ns, mtime_ns))
+                touch = all(t is UTIME_NOW or t is None for t in asked)
             else:
-                touch = atime_ns is UTIME_NOW and mtime_ns is UTIME_NOW
+                touch = asked[0] is UTIME_NOW and asked[1] is UTIME_NOW
             if not touch:
                 raise err(errno.EPERM, path)
             self._require(ctx, inode, W_OK, path)
@@ -408,17 +412,19 @@ class VFS:
             perm |= st.S_ISGID  # ...and inherits set-group-ID from the parent
         parent.inode.mkdir(name, perm, ctx.uid, self._new_gid(ctx, parent))
 
-    def mknod(self, ctx: Context, path: str, mode: int) -> None:
+    def mknod(self, ctx: Context, path: str, mode: int, rdev: int = 0) -> None:
         """Create a FIFO (``mode`` with S_IFIFO), a socket's name (S_IFSOCK: what ``bind()`` of an
-        AF_UNIX socket makes) or a regular file (S_IFREG or no type). Device nodes give EPERM
-        (Gramine's rule: no mount type holds them)."""
+        AF_UNIX socket makes), a regular file (S_IFREG or no type) or a character or block device
+        (S_IFCHR, S_IFBLK: root only, as Linux asks CAP_MKNOD; ``rdev`` is its ``makedev`` number).
+        Device nodes are kept on chroot and tmpfs mounts but never open a device: an open gives
+        EACCES, as on a ``nodev`` mount (encrypted mounts have no such nodes: EPERM)."""
         parent, name, trailing = self.lookup_parent(ctx, path)
         if name in (".", "..") or self._maybe_child(ctx, parent, name, path) is not None:
             raise err(errno.EEXIST, path)
         if trailing:
             raise err(errno.ENOENT, path)
         kind = st.S_IFMT(mode) or st.S_IFREG
-        if kind not in (st.S_IFREG, st.S_IFIFO, st.S_IFSOCK):
+        if kind not in (st.S_IFREG, st.S_IFIFO, st.S_IFSOCK, st.S_IFCHR, st.S_IFBLK):
             raise err(errno.EPERM, path)
         target = self._absent_root(parent, name)
         if target is not None:
@@ -427,11 +433,14 @@ class VFS:
             self._create_root(ctx, target, parent, mode, path)
             return
         self._parent_for_change(ctx, parent, path)
+        is_device = kind in (st.S_IFCHR, st.S_IFBLK)
+        if is_device and ctx.uid != 0:
+            raise err(errno.EPERM, path)  # Linux checks CAP_MKNOD after the folder's permissions
         perm = mode & 0o7777 & ~ctx.umask
         if kind == st.S_IFREG:
             parent.inode.create(name, perm, ctx.uid, self._new_gid(ctx, parent))
         else:
-            parent.inode.mknod(name, kind | perm, ctx.uid, self._new_gid(ctx, parent))
+            parent.inode.mknod(name, kind | perm, ctx.uid, self._new_gid(ctx, parent), rdev if is_device else 0)
 
     def mkfifo(self, ctx: Context, path: str, mode: int = 0o666) -> None:
         self.mknod(ctx, path, st.S_IFIFO | (mode & 0o7777))
@@ -549,9 +558,11 @@ class VFS:
 
     # ================================================================== open
 
-    def open(self, ctx: Context, path: str, flags: int, mode: int = 0o666) -> OpenFile:
+    def open(self, ctx: Context, path: str, flags: int, mode: int = 0o666, *, asked: int | None = None) -> OpenFile:
         """``open(2)``: every flag that matters for files (O_CREAT, O_EXCL, O_TRUNC, O_APPEND,
-        O_DIRECTORY, O_NOFOLLOW, O_PATH, O_NONBLOCK)."""
+        O_DIRECTORY, O_NOFOLLOW, O_PATH, O_NONBLOCK). ``asked``: the access mode the caller asked
+        for, when ``flags`` open wider than that (the FUSE writeback cache reads pages of a
+        write-only file): permissions are checked for ``asked``."""
         if flags & O_TMPFILE == O_TMPFILE:
             raise err(errno.EOPNOTSUPP, path)
         if flags & os.O_CREAT and flags & O_DIRECTORY and not flags & O_PATH:
@@ -594,7 +605,7 @@ class VFS:
                         raise err(errno.EISDIR, path) from None
                     if not target.startswith("/"):
                         target = _join(parent.path, target)
-                    return self.open(ctx, target, flags & ~O_NOFOLLOW, mode)
+                    return self.open(ctx, target, flags & ~O_NOFOLLOW, mode, asked=asked)
             if loc is None:
                 if trailing:
                     raise err(errno.EISDIR, path)
@@ -612,17 +623,19 @@ class VFS:
             loc = self.lookup(ctx, path, follow=not flags & O_NOFOLLOW)
             if loc.inode.is_symlink:
                 raise err(errno.ENOTDIR if flags & O_DIRECTORY else errno.ELOOP, path)
-        return self._open_at(ctx, loc, flags, path, created=created)
+        return self._open_at(ctx, loc, flags, path, created=created, asked=asked)
 
-    def reopen(self, ctx: Context, file: OpenFile, flags: int) -> OpenFile:
+    def reopen(self, ctx: Context, file: OpenFile, flags: int, *, asked: int | None = None) -> OpenFile:
         """A new open description of the object ``file`` is open on, even if it has no name
         any more (what opening ``/proc/self/fd/N`` does on Linux; the FUSE bridge's way to
         reopen an unlinked file). O_CREAT and O_EXCL don't apply."""
-        return self._open_at(ctx, file.location, flags & ~(os.O_CREAT | os.O_EXCL), file.path)
+        return self._open_at(ctx, file.location, flags & ~(os.O_CREAT | os.O_EXCL), file.path, asked=asked)
 
-    def _open_at(self, ctx: Context, loc: Location, flags: int, path: str, *, created: bool = False) -> OpenFile:
+    def _open_at(self, ctx: Context, loc: Location, flags: int, path: str, *, created: bool = False,
+                 asked: int | None = None) -> OpenFile:
         """The checks and the open of ``open(2)`` once ``path`` is resolved to ``loc``."""
         acc = flags & O_ACCMODE
+        checked = acc if asked is None else asked & O_ACCMODE
         inode = loc.inode
         if flags & O_DIRECTORY and not inode.is_dir:
             raise err(errno.ENOTDIR, path)
@@ -631,9 +644,11 @@ class VFS:
                 raise err(errno.EISDIR, path)
             self._require(ctx, inode, R_OK, path)
             return OpenFile(self.pin(loc), flags)
+        if (st.S_ISCHR(inode.mode) or st.S_ISBLK(inode.mode)) and not inode.opens_device:
+            raise err(errno.EACCES, path)  # a device node made in a mount: as a nodev mount's (before permissions)
         if not created:
             # access mode 3 asks for both permissions and grants neither (ioctl-only descriptors)
-            want = (R_OK if acc != os.O_WRONLY else 0) | (W_OK if acc != os.O_RDONLY else 0)
+            want = (R_OK if checked != os.O_WRONLY else 0) | (W_OK if checked != os.O_RDONLY else 0)
             if flags & os.O_TRUNC:
                 want |= W_OK
             self._require(ctx, inode, want, path)

@@ -23,9 +23,11 @@ from ..cli_support import CliError, describe_error
 @click.option("--log", "log_file", metavar="FILE",
               help="Append the daemon's messages to FILE. Without it a background mount appends them to "
                    "$XDG_STATE_HOME/pfskit/mount.log (~/.local/state/pfskit/mount.log).")
+@click.option("--platform", "platform_file", metavar="FILE",
+              help="The simulated SGX platform of a signed manifest (app.manifest.sgx), as for libos run.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and FUSE requests.")
 def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allow_other: bool, expose_keys: bool,
-          log_file: str | None, debug: bool) -> None:
+          log_file: str | None, platform_file: str | None, debug: bool) -> None:
     """Mount the whole file view MANIFEST defines (its fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT.
 
     Unmount with `pfs umount MOUNTPOINT` (or Ctrl-C / SIGTERM of the daemon)."""
@@ -40,7 +42,7 @@ def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allo
         check_mountpoint(mountpoint)
         load_mfusepy()
         try:
-            lo = LibOS.boot(manifest)
+            lo = LibOS.boot(manifest, platform=platform_file)
         except ManifestError as exc:
             raise CliError(str(exc)) from None
         except FileNotFoundError as exc:
