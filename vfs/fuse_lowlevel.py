@@ -71,7 +71,6 @@ class Node:
     key: tuple[int, int]
     names: list[tuple[int, str]] = field(default_factory=list)  # (parent node, name)
     lookups: int = 0
-    inode: Any = None
 
 
 def _name(raw: bytes) -> str:
@@ -86,7 +85,7 @@ class LowLevelBridge:
         self.vfs = bridge.vfs
         self.timeout = bridge.attr_timeout
         root = self.vfs.root()
-        self.nodes: dict[int, Node] = {ROOT: Node((root.inode.fs.dev, root.inode.ino), lookups=1, inode=root.inode)}
+        self.nodes: dict[int, Node] = {ROOT: Node((root.inode.fs.dev, root.inode.ino), lookups=1)}
         self.by_key: dict[tuple[int, int], int] = {}
         self.entries: dict[tuple[int, str], int] = {}  # (parent, name) -> node
         self._next = ROOT + 1
@@ -190,12 +189,19 @@ class LowLevelBridge:
             return ino
 
     def _drop_name(self, parent: int, name: str) -> None:
+        """``name`` in ``parent`` is gone (or names another file now). A node left without
+        names is detached from its key: the file was removed, and a new file that gets its
+        inode number is a new node (the kernel would otherwise take the removed file's inode,
+        its cached size and pages, for it), while the old node lives on for its open files
+        until the kernel forgets it."""
         with self._lock:
             ino = self.entries.pop((parent, name), None)
             node = self.nodes.get(ino) if ino is not None else None
             if node is not None:
                 with contextlib.suppress(ValueError):
                     node.names.remove((parent, name))
+                if not node.names and self.by_key.get(node.key) == ino:
+                    del self.by_key[node.key]
 
     def _forget(self, ino: int, n: int) -> None:
         with self._lock:
@@ -205,7 +211,8 @@ class LowLevelBridge:
             node.lookups -= n
             if node.lookups <= 0:
                 del self.nodes[ino]
-                self.by_key.pop(node.key, None)
+                if self.by_key.get(node.key) == ino:
+                    del self.by_key[node.key]
                 for entry in node.names:
                     if self.entries.get(entry) == ino:
                         del self.entries[entry]
@@ -323,6 +330,7 @@ class LowLevelBridge:
             if node is not None:
                 node.names.insert(0, (newparent, _name(newname)))
                 self.entries[(newparent, _name(newname))] = moved  # type: ignore[assignment]
+                self.by_key.setdefault(node.key, moved)  # type: ignore[arg-type]
         self.abi.reply_err(req, 0)
 
     def ll_readlink(self, req: int, ino: int) -> None:
@@ -493,8 +501,10 @@ class LowLevelBridge:
 def serve_lowlevel(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
                    debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
                    direct_io: bool = False, keep_cache: bool = True, multithreaded: bool = False,
-                   ready: Callable[[], None] | None = None) -> None:
-    """:func:`vfs.fuse.serve` through libfuse's low-level API (same arguments, same errors)."""
+                   ready: Callable[[], None] | None = None,
+                   on_bridge: Callable[[LowLevelBridge], None] | None = None) -> None:
+    """:func:`vfs.fuse.serve` through libfuse's low-level API (same arguments, same errors);
+    ``on_bridge`` is given the node table's owner before mounting (diagnostics, tests)."""
     mfusepy = load_mfusepy()
     abi = Abi(mfusepy)
     if not mountpoint.startswith("/dev/fd/"):
@@ -502,6 +512,8 @@ def serve_lowlevel(vfs: VFS, mountpoint: str, *, writable: bool, foreground: boo
     bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
                         direct_io=direct_io, keep_cache=keep_cache)
     ll = LowLevelBridge(bridge, abi)
+    if on_bridge is not None:
+        on_bridge(ll)
     stopper = SignalStop(mountpoint, bridge.open_for_writing) \
         if threading.current_thread() is threading.main_thread() else None
     session: list[int] = []
