@@ -68,6 +68,47 @@ class LibosMount(FuseSystem):
             super().cycle()
 
 
+def correctness(system: LibosMount, rounds: int) -> dict[str, float | None]:
+    """What the bridges differ in, counted on ``system``: sizes seen stale through a hard link's
+    other name (``stat b`` and ``fstat`` of a descriptor opened by ``b``, at once after each of
+    ``rounds`` writes through a descriptor of ``a`` still open), whether ``renameat2`` with
+    RENAME_EXCHANGE swaps the two names or is refused with both intact (1) or loses a file (0), and the names other than
+    the user's seen in the folder while a removed file is open (libfuse's ``.fuse_hidden``)."""
+    import ctypes
+
+    folder = system.path / "checks"
+    folder.mkdir()
+    out: dict[str, float | None] = {"stale_link_sizes": None}
+    if system.kind != "encrypted":  # no hard links there (files and folders only, as in Gramine)
+        a, b = folder / "a", folder / "b"
+        a.write_bytes(b"")
+        os.link(a, b)
+        fd_a, fd_b = os.open(a, os.O_WRONLY), os.open(b, os.O_RDONLY)
+        stale = 0
+        for i in range(1, rounds + 1):
+            os.pwrite(fd_a, b"w" * 100, (i - 1) * 100)
+            stale += (os.stat(b).st_size != i * 100) + (os.fstat(fd_b).st_size != i * 100)
+        os.close(fd_a)
+        os.close(fd_b)
+        out["stale_link_sizes"] = stale
+        a.unlink()
+        b.unlink()
+    (folder / "x").write_bytes(b"x")
+    (folder / "y").write_bytes(b"y")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.renameat2(-100, os.fsencode(folder / "x"), -100, os.fsencode(folder / "y"), 2)  # RENAME_EXCHANGE
+    kept = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
+    out["exchange_safe"] = float(kept in ([("x", b"x"), ("y", b"y")], [("x", b"y"), ("y", b"x")]))
+    for name in ("x", "y"):
+        (folder / name).unlink(missing_ok=True)
+    fd = os.open(folder / "open", os.O_RDWR | os.O_CREAT, 0o600)
+    os.unlink(folder / "open")
+    out["hidden_names"] = len(os.listdir(folder))
+    os.close(fd)
+    shutil.rmtree(folder)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=256, help="file size (default 256)")
@@ -76,6 +117,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2000, help="untimed, checked random reads first (default 2000)")
     ap.add_argument("--files", type=int, default=2000, help="small files to write, list, read, untar (default 2000)")
     ap.add_argument("--kinds", default=",".join(KINDS), help="mount types (default chroot,tmpfs,encrypted)")
+    ap.add_argument("--link-rounds", type=int, default=500, help="writes checked through a hard link (default 500)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     kinds = [k for k in args.kinds.split(",") if k]
@@ -102,7 +144,8 @@ def main() -> int:
                 for api in order:
                     system = next(s for s in systems if s.name == f"{kind}-{api}")
                     start = time.perf_counter()
-                    runs[system.name].append(measure(system, chunk, count, offsets, warmup, can_drop, sizes, tar))
+                    result = measure(system, chunk, count, offsets, warmup, can_drop, sizes, tar)
+                    runs[system.name].append({**result, **correctness(system, args.link_rounds)})
                     print(f"  run {i + 1}/{args.repeat} {system.name}: {time.perf_counter() - start:.1f} s",
                           file=sys.stderr, flush=True)
                     (system.path / "big.bin").unlink()
@@ -117,8 +160,9 @@ def main() -> int:
         else:
             print(f"bench: left {work} in place (still mounted)", file=sys.stderr)
 
-    results = {name: {k: max((r[k] for r in rs if r[k] is not None), default=None) for k in rs[0]}
-               for name, rs in runs.items()}
+    # best of the runs; for the counts of wrong answers (correctness), the worst
+    results = {name: {k: max((r[k] for r in rs if r[k] is not None), default=None)
+                      for k in rs[0]} for name, rs in runs.items()}
     labels = {"write_MBps": "seq write + fsync MB/s", "cold_read_MBps": "seq read, cold MB/s",
               "warm_read_MBps": "seq read, warm MB/s", "random_4k_read_ops": "4 KiB random read /s",
               "small_write_files_per_s": "small files: write /s", "small_list_entries_per_s": "small: ls -l /s",
@@ -135,6 +179,14 @@ def main() -> int:
             ratio = new / old if old and new is not None else None
             ratios[kind][key] = ratio
             row += f"{fmt(old, 19)}{fmt(new, 10)}" + (f"{ratio:7.2f}" if ratio is not None else f"{'n/a':>7s}")
+        print(row)
+    print(f"correctness ({args.link_rounds} writes through a hard link; 1 = RENAME_EXCHANGE lost no file):")
+    for key, label in (("stale_link_sizes", "stale sizes via link"), ("exchange_safe", "RENAME_EXCHANGE safe"),
+                       ("hidden_names", "hidden names seen")):
+        row = f"{label:24s}"
+        for kind in kinds:
+            old, new = results[f"{kind}-mfusepy"].get(key), results[f"{kind}-lowlevel"].get(key)
+            row += f"{fmt(old, 19)}{fmt(new, 10)}{'':7s}"
         print(row)
     if args.json:
         Path(args.json).write_text(json.dumps({"size_MiB": args.size_mib, "repeat": args.repeat, "ops": args.ops,
