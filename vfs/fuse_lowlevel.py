@@ -54,7 +54,7 @@ from .fuse_ll_abi import (
     SET_ATTR_UID,
     Abi,
 )
-from .fuse_readahead import raise_read_ahead_when_mounted
+from .fuse_readahead import raise_read_ahead
 from .fuse_session import FuseError, SignalStop, UnmountFlushError, check_fuse_device
 from .node import UTIME_NOW, Stat, err
 from .vfs import VFS
@@ -93,6 +93,9 @@ class LowLevelBridge:
         self._local = threading.local()
         self._buffers = threading.local()
         self.session: int | None = None
+        # called once, at the first request after INIT (whose answer would lower the kernel's
+        # read-ahead again: it takes the smaller of its own and the answer's)
+        self.after_init: Callable[[], None] | None = None
         bridge.caller = self._caller
 
     # ------------------------------------------------------------------ requests
@@ -129,6 +132,9 @@ class LowLevelBridge:
 
         def call(req: int, *args: Any) -> None:
             self._local.req = req
+            if self.after_init is not None:  # the first request: INIT has been answered
+                after, self.after_init = self.after_init, None
+                after()
             try:
                 method(req, *args)
             except OSError as exc:
@@ -553,7 +559,7 @@ def serve_lowlevel(vfs: VFS, mountpoint: str, *, writable: bool, foreground: boo
             try:
                 if not foreground:
                     abi.daemonize(0)
-                threading.Thread(target=raise_read_ahead_when_mounted, args=(real,), daemon=True).start()
+                ll.after_init = lambda: raise_read_ahead(real, resolve=False)
                 if multithreaded:
                     cfg = abi.loop_cfg_create()
                     try:
