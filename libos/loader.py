@@ -1,11 +1,14 @@
-"""What ``libos run`` starts, from a manifest: pure functions, no side effects.
+"""What ``libos run`` starts, from a manifest: functions without side effects (they read the
+manifest's argv/env source files, nothing else).
 
 - :func:`launch_plan`: the entry point, argv, environment, cwd, uid/gid and limits, by Gramine's
   rules: ``loader.argv``, ``loader.argv_src_file`` and ``loader.insecure__use_cmdline_argv`` are
   mutually exclusive; with none of them argv is ``[libos.entrypoint]`` and arguments from the
   command line are an error ("argv handling wasn't configured in the manifest"); with
   ``insecure__use_cmdline_argv`` argv is the entry point followed by the command line's arguments;
-  ``loader.argv0_override`` replaces argv[0]; ``loader.uid``/``loader.gid`` default to 0.
+  ``loader.argv0_override`` replaces argv[0]; ``loader.uid``/``loader.gid`` default to 0;
+  ``loader.argv_src_file`` / ``loader.env_src_file``: argv / environment from a host file
+  (:mod:`libos.src_files`).
 - :func:`unsupported_keys`: one warning line per Gramine key present that ``libos run`` does not
   implement (SGX-only keys together on one line).
 - :func:`mount_plan`: which chroot mounts can be host bind mounts (native speed) and which must be
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .manifest import Manifest, ManifestError, MountSpec
+from .src_files import argv_from_file, env_from_file
 
 __all__ = ["LaunchPlan", "UsageError", "launch_plan", "mount_plan", "unsupported_keys"]
 
@@ -100,16 +104,23 @@ def launch_plan(manifest: Manifest, args: list[str]) -> LaunchPlan:
         sources.append("loader.insecure__use_cmdline_argv")
     if len(sources) > 1:
         raise _fail(manifest, sources[1], f"{' and '.join(sources)} are mutually exclusive (keep one)")
-    for key in ("loader.argv_src_file", "loader.env_src_file"):
-        if _get(raw, key) is not None:
-            raise _fail(manifest, key, "not supported by libos run (give loader.argv / loader.env in the manifest)")
+    env_file = _get(raw, "loader.env_src_file") is not None
+    if env_file and _get(raw, "loader.insecure__use_host_env") is True:
+        raise _fail(manifest, "loader.env_src_file", "loader.insecure__use_host_env and loader.env_src_file "
+                                                     "can't be used together (keep one)")
     if cmdline:
         argv = [entry, *args]
     else:
+        if args and sources:
+            raise UsageError(f"arguments were given but {sources[0]} gives the program's whole argv (put them "
+                             "there, or use loader.insecure__use_cmdline_argv = true instead)")
         if args:
             raise UsageError("arguments were given but the manifest takes none (set loader.argv in it, or "
                              "loader.insecure__use_cmdline_argv = true to pass them)")
-        argv = list(manifest.argv) if manifest.argv is not None else [entry]
+        if sources == ["loader.argv_src_file"]:
+            argv = argv_from_file(manifest)
+        else:
+            argv = list(manifest.argv) if manifest.argv is not None else [entry]
         if not argv:
             raise _fail(manifest, "loader.argv", "empty (expected at least argv[0], the program's name)")
     if manifest.argv0_override is not None:
@@ -117,7 +128,7 @@ def launch_plan(manifest: Manifest, args: list[str]) -> LaunchPlan:
     stack = _get(raw, "sys.stack.size")
     nofile = _get(raw, "sys.fds.limit")
     return LaunchPlan(
-        exe=exe, argv=argv, env=dict(manifest.env), cwd=manifest.start_dir,
+        exe=exe, argv=argv, env=env_from_file(manifest) if env_file else dict(manifest.env), cwd=manifest.start_dir,
         uid=_get(raw, "loader.uid") or 0, gid=_get(raw, "loader.gid") or 0,
         nofile=nofile, stack=None if stack is None else _size(stack),
         no_aslr=_get(raw, "loader.insecure__disable_aslr") is True)

@@ -15,6 +15,10 @@ How the view is built (docs/run.md has the whole story):
    (128+N for a signal) when the program exits; the kernel then kills what is left in the
    namespace, the namespace's mounts go, the FUSE session ends, and the runner flushes and
    closes every file still open before it returns the status.
+
+On a terminal the run is a job of its own (:mod:`libos.jobctl`): pid 1 leads the run's process
+group, the terminal's foreground group while the runner's is, and reports the program's stops,
+which the runner follows.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING
 from .errors import LibosError
 
 if TYPE_CHECKING:
+    from .jobctl import Terminal
     from .loader import LaunchPlan
     from .manifest import Manifest, MountSpec
 
@@ -41,10 +46,10 @@ __all__ = ["RunError", "run"]
 STAGE = "/proc"  # where pid 1 attaches the view before pivot_root (always there; hidden from then on)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 SI_KERNEL = 0x80  # a signal the kernel sent (the terminal's Ctrl-C reaches the program's group itself)
+WAITED = (*FORWARDED, signal.SIGCHLD, signal.SIGCONT)  # what the runner waits for
 #: the FUSE device (``LIBOS_FUSE_DEVICE`` names another node of it, e.g. one of mode 0666 where
 #: /dev/fuse is 0600 and an unprivileged user should run)
 FUSE_DEVICE = os.environ.get("LIBOS_FUSE_DEVICE", "/dev/fuse")
-END_GRACE = 10.0  # seconds the view may outlive the run's namespace (a file of it held from outside)
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 
 
@@ -109,6 +114,7 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
     from vfs.fuse import load_mfusepy, serve
     from vfs.fuse_session import check_fuse_device
 
+    from .jobctl import Terminal
     from .libos import LibOS
     from .loader import mount_plan
 
@@ -127,53 +133,31 @@ def run(manifest: Manifest, plan: LaunchPlan, *, debug: bool = False,
         raise RunError(f"can't make the FUSE mount of the view ({exc.strerror})", errno=exc.errno) from None
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    term = Terminal.open()
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*WAITED})
     try:
+        foreground = term is not None and term.foreground()
         child = os.fork()
         if child == 0:  # pragma: no cover - runs in the child
-            _child(fuse_fd, view, go_r, go_w, status_r, status_w, plan, binds)
+            _child(fuse_fd, view, go_r, go_w, status_r, status_w, plan, binds,
+                   None if term is None else term.fd, foreground)
         os.close(go_r)
         os.close(status_w)
-        return _supervise(lo.vfs, serve, fuse_fd, view, child, go_w, status_r, debug=debug, on_error=on_error)
+        return _supervise(lo.vfs, serve, fuse_fd, view, child, go_w, status_r, term, debug=debug,
+                          on_error=on_error)
     finally:
+        if term is not None:
+            term.release()  # the terminal back to the runner's group, whatever ended the run
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
-def _raise_read_ahead(view: int) -> int:
-    """The kernel's read-ahead of the view's mount (128 KiB by default: 4 MiB reads faster); the
-    mount's device number."""
-    from vfs.fuse_readahead import READ_AHEAD_KB
+def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, status_r: int, term: Terminal | None,
+               *, debug: bool, on_error: Callable[[str], None] | None) -> int:
+    """The runner's side: serve the view, pass signals on to pid 1, follow the program's stops
+    on a terminal (``term``), wait for the run to end. ``view`` (the runner's handle on the mount)
+    is closed once the view is up: the mount then lives only in the run's namespace and goes with it."""
+    from .view_session import end_session, libfuse_start_messages, raise_read_ahead
 
-    dev = os.fstat(view).st_dev
-    with contextlib.suppress(OSError), open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb",
-                                            "w") as f:
-        f.write(str(READ_AHEAD_KB))
-    return dev
-
-
-def _end_session(server: threading.Thread, dev: int | None, on_error: Callable[[str], None] | None) -> bool:
-    """Wait for the FUSE session to end with the run's namespace; False if it did not. It can't
-    while a process outside the run holds a file of the view (one passed over a socket): after a
-    grace period the connection is aborted where fusectl is mounted, else left to end with the
-    runner (that file's last writes are then lost: said on stderr)."""
-    server.join(timeout=END_GRACE)
-    if server.is_alive() and dev is not None:
-        with contextlib.suppress(OSError), open(f"/sys/fs/fuse/connections/{os.minor(dev)}/abort", "w") as f:
-            f.write("1")
-        server.join(timeout=END_GRACE)
-    if not server.is_alive():
-        return True
-    if on_error is not None:
-        on_error(f"a process outside the run still holds a file of the view after {END_GRACE:.0f} s; "
-                 "the view ends with libos run (writes to files still open there are lost)")
-    return False
-
-
-def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, status_r: int, *, debug: bool,
-               on_error: Callable[[str], None] | None) -> int:
-    """The runner's side: serve the view, pass signals on to pid 1, wait for the run to end.
-    ``view`` (the runner's handle on the mount) is closed once the view is up: the mount then
-    lives only in the run's namespace and goes with it."""
     ready, settled = threading.Event(), threading.Event()
     served: list[BaseException] = []
     messages: list[str] = []
@@ -195,31 +179,44 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
             for line in f:
                 kind, _, rest = line.rstrip("\n").partition(" ")
                 if kind == "pid":
-                    init_pid.append(int(rest))
+                    pid, _, given = rest.partition(" ")
+                    init_pid.append(int(pid))
+                    if term is not None:
+                        term.started(int(pid), given == "1")
+                elif kind == "stop":
+                    if term is not None:
+                        term.stopped(int(rest))
                 else:
                     messages.append(rest)
 
     server = threading.Thread(target=serve_view, name="libos-run-fuse", daemon=True)
-    with _libfuse_start_messages():
+    with libfuse_start_messages():
         server.start()
         settled.wait()  # the view is up, or serving it failed
     reader = threading.Thread(target=read_status, name="libos-run-status", daemon=True)
     reader.start()
-    dev = _raise_read_ahead(view) if ready.is_set() else None
+    dev = raise_read_ahead(view) if ready.is_set() else None
     os.close(view)
     code = 1
     while True:
-        info = signal.sigwaitinfo({*FORWARDED, signal.SIGCHLD})
+        info = signal.sigwaitinfo(set(WAITED))
         if info.si_signo == signal.SIGCHLD:
             pid, status = os.waitpid(child, os.WNOHANG)
             if pid == child:
                 code = _exit_code(status)
                 break
-        elif info.si_code != SI_KERNEL and init_pid:
+        elif info.si_signo == signal.SIGCONT:
+            if term is not None:
+                term.continued()
+        # the terminal's signals reach the program's group itself, unless the run is a job of its
+        # own and they came to the runner's group (before the run had the terminal)
+        elif (info.si_code != SI_KERNEL or term is not None) and init_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(init_pid[0], info.si_signo)
+    if term is not None:
+        term.release()  # before the view's session ends (which may take END_GRACE)
     reader.join()
-    if not _end_session(server, dev, on_error):
+    if not end_session(server, dev, on_error):
         return code or 1
     if messages:
         raise RunError(messages[0])
@@ -233,31 +230,14 @@ def _supervise(vfs, serve, fuse_fd: int, view: int, child: int, go_w: int, statu
     return code
 
 
-@contextlib.contextmanager
-def _libfuse_start_messages():
-    """libfuse 3.14 prints "Ignoring invalid max threads value" at every start (its own default):
-    keep it off the program's stderr, pass on anything else it says."""
-    r, w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    saved = os.dup(2)
-    os.dup2(w, 2)
-    os.close(w)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        with contextlib.suppress(OSError):
-            said = os.read(r, 1 << 16).decode(errors="replace")
-            for line in said.splitlines(keepends=True):
-                if not line.startswith("Ignoring invalid max threads value"):
-                    os.write(2, line.encode())
-        os.close(r)
-
-
 def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_w: int, plan: LaunchPlan,
-           binds: list[MountSpec]) -> None:  # pragma: no cover - runs in the child
-    """The runner's child: new mount and PID namespaces, their pid 1, its exit status as ours."""
+           binds: list[MountSpec], tty: int | None, foreground: bool) -> None:  # pragma: no cover - the child
+    """The runner's child: new mount and PID namespaces, their pid 1, its exit status as ours.
+    On a terminal (``tty``) pid 1 leads the run's process group, made the foreground group if the
+    runner's was (``foreground``), before it starts anything."""
     from pal import namespaces as ns
+
+    from .jobctl import give_terminal
 
     code = 1
     try:
@@ -269,12 +249,27 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
             os._exit(1)
         os.close(go_r)
         ns.unshare(ns.CLONE_NEWNS | ns.CLONE_NEWPID)
+        hold_r, hold_w = os.pipe2(os.O_CLOEXEC)  # pid 1 waits for its process group and our report
         pid = os.fork()
         if pid == 0:
-            _init(view, status_w, plan, binds)
+            os.close(hold_w)
+            if tty is not None:
+                os.close(tty)
+            if os.read(hold_r, 1) != b"1":
+                os._exit(1)
+            os.close(hold_r)
+            _init(view, status_w, plan, binds, report_stops=tty is not None)
+        os.close(hold_r)
         os.close(view)
-        os.write(status_w, f"pid {pid}\n".encode())
+        given = False
+        if tty is not None:
+            os.setpgid(pid, pid)
+            given = foreground and give_terminal(tty, pid)
+            os.close(tty)
+        os.write(status_w, f"pid {pid} {int(given)}\n".encode())
         os.close(status_w)
+        os.write(hold_w, b"1")
+        os.close(hold_w)
         code = _exit_code(os.waitpid(pid, 0)[1])
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -291,8 +286,10 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child and in p
         os._exit(1)
 
 
-def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec]) -> None:  # pragma: no cover
-    """pid 1 of the run's PID namespace: build the view, start the program, reap, pass signals on."""
+def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec], *,
+          report_stops: bool) -> None:  # pragma: no cover - runs as pid 1
+    """pid 1 of the run's PID namespace: build the view, start the program, reap, pass signals on
+    (and, on a terminal, tell the runner when the program stops)."""
     code = 1
     try:
         _die_with_parent()
@@ -300,8 +297,9 @@ def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec]) ->
         program = os.fork()
         if program == 0:
             _exec(plan, status_w)
-        os.close(status_w)
-        code = _reap(program)
+        if not report_stops:
+            os.close(status_w)
+        code = _reap(program, status_w if report_stops else None)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.write(status_w, f"error {exc}\n".encode())
@@ -385,8 +383,9 @@ def _exec(plan: LaunchPlan, status_w: int) -> None:  # pragma: no cover - runs a
     os._exit(127)
 
 
-def _reap(program: int) -> int:  # pragma: no cover - runs as pid 1
-    """Reap every process until ``program`` exits; pass the runner's signals on to it."""
+def _reap(program: int, stops: int | None) -> int:  # pragma: no cover - runs as pid 1
+    """Reap every process until ``program`` exits; pass the runner's signals on to it; write
+    ``stop N`` to ``stops`` when the program is stopped by signal N."""
     code: int | None = None
     while code is None:
         info = signal.sigwaitinfo({*FORWARDED, signal.SIGCHLD})
@@ -397,11 +396,15 @@ def _reap(program: int) -> int:  # pragma: no cover - runs as pid 1
             continue
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = os.waitpid(-1, os.WNOHANG | os.WUNTRACED)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
-            if pid == program:
+            if pid == program and os.WIFSTOPPED(status):
+                if stops is not None:
+                    with contextlib.suppress(OSError):
+                        os.write(stops, f"stop {os.WSTOPSIG(status)}\n".encode())
+            elif pid == program:
                 code = _exit_code(status)
     return code

@@ -110,6 +110,17 @@ def walk_input_tree(input_path: str, output: str, follow_symlinks: bool) -> Tree
     return walked
 
 
+def plan_tree_jobs(input_path: str, output: str, follow_symlinks: bool, created: list[str],
+                   job_for: Callable[[str], FileJob]) -> tuple[Tree, list[FileJob]] | None:
+    """Walk an encrypt/decrypt input tree, create the output folder, and make one job per file
+    (``job_for(relative path)``); None when there is nothing to do (already reported)."""
+    walked = walk_input_tree(input_path, output, follow_symlinks)
+    if nothing_to_do(walked):
+        return None
+    make_output_root(output, created)
+    return walked, [job_for(rel) for rel in walked.files]
+
+
 def nothing_to_do(walked: Tree) -> bool:
     """Whether the walk found nothing to process or mirror, and no error."""
     return not walked.files and not walked.folders and not walked.errors

@@ -25,7 +25,7 @@ from ..pfs_command import (
     verbose_option,
     wrap_key_option,
 )
-from ..tree_run import file_size, make_output_root, not_empty, nothing_to_do, output_for_file, run_tree, walk_input_tree
+from ..tree_run import file_size, not_empty, output_for_file, plan_tree_jobs, run_tree
 from .common import binding_warnings, echo_status, expected_path, one_path_check
 
 
@@ -76,15 +76,16 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
                                "folder; use -V to check each file against its own path")
         if output == STDIO:
             raise UsageProblem(f"input '{input_path}' is a folder: give an output folder, not -")
-        walked = walk_input_tree(input_path, output, follow_symlinks)
-        if nothing_to_do(walked):
-            return 0
-        make_output_root(output, created)
-        file_jobs = []
-        for rel in walked.files:
+
+        def job_for(rel: str) -> FileJob:
             src = os.path.join(input_path, rel)
             expected = expected_path(src, input_path, verify_path, None, bind_prefix)
-            file_jobs.append(FileJob(src, os.path.join(output, rel), expected, file_size(src)))
+            return FileJob(src, os.path.join(output, rel), expected, file_size(src))
+
+        planned = plan_tree_jobs(input_path, output, follow_symlinks, created, job_for)
+        if planned is None:
+            return 0
+        walked, file_jobs = planned
     else:
         if output != STDIO:
             output_for_file(input_path, output)

@@ -27,7 +27,7 @@ from ..pfs_command import (
     verbose_option,
     wrap_key_option,
 )
-from ..tree_run import file_size, make_output_root, not_empty, nothing_to_do, output_for_file, run_tree, walk_input_tree
+from ..tree_run import file_size, not_empty, output_for_file, plan_tree_jobs, run_tree
 from .common import echo_status
 
 
@@ -60,16 +60,15 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
         if bind_path is not None:
             raise UsageProblem(f"--bind-path names the path of one file, but input '{input_path}' is a "
                                "folder; use --bind-prefix for a tree")
-        walked = walk_input_tree(input_path, output, follow_symlinks)
-        if nothing_to_do(walked):
+
+        def job_for(rel: str) -> FileJob:
+            src, dst = os.path.join(input_path, rel), os.path.join(output, rel)
+            return FileJob(src, dst, bound_path_for(dst, bind_prefix=bind_prefix, relative_to=output), file_size(src))
+
+        planned = plan_tree_jobs(input_path, output, follow_symlinks, created, job_for)
+        if planned is None:
             return 0
-        make_output_root(output, created)
-        file_jobs = []
-        for rel in walked.files:
-            dst = os.path.join(output, rel)
-            bound = bound_path_for(dst, bind_prefix=bind_prefix, relative_to=output)
-            file_jobs.append(FileJob(os.path.join(input_path, rel), dst, bound,
-                                     file_size(os.path.join(input_path, rel))))
+        walked, file_jobs = planned
     else:
         if output != STDIO:
             output_for_file(input_path, output)
