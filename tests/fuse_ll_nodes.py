@@ -22,7 +22,8 @@ def _drop_dentries() -> None:
 
 
 def _check_nodes(mnt: Path) -> None:
-    from vfs.fuse_lowlevel import ROOT, serve_lowlevel
+    from vfs.fuse_ll_serve import serve_lowlevel
+    from vfs.fuse_nodes import ROOT
     from vfs.tmpfs import TmpFs
     from vfs.vfs import VFS
 
@@ -49,33 +50,33 @@ def _check_nodes(mnt: Path) -> None:
             (mnt / "d" / f"f{i}").write_bytes(b"x" * i)
         os.link(mnt / "d" / "f1", mnt / "d" / "g1")
         assert os.stat(mnt / "d" / "g1").st_nlink == 2
-        assert len(ll.nodes) == 1 + 1 + 40  # root, d, 40 files (f1 and g1 are one node)
+        assert len(ll.table.nodes) == 1 + 1 + 40  # root, d, 40 files (f1 and g1 are one node)
         ctx = vfs.context()
         keys = {name: (s.st_dev, s.st_ino) for name in ("f1", "f2") for s in [vfs.stat(ctx, f"/d/{name}")]}
-        assert sorted(name for _, name in ll.nodes[ll.by_key[keys["f1"]]].names) == ["f1", "g1"]
+        assert sorted(name for _, name in ll.table.nodes[ll.table.by_key[keys["f1"]]].names) == ["f1", "g1"]
         fd = os.open(mnt / "d" / "f2", os.O_RDONLY)  # open: its node must outlive its name
         try:
             for i in range(40):
                 os.unlink(mnt / "d" / f"f{i}")
             _drop_dentries()
             deadline = time.monotonic() + 30
-            while len(ll.nodes) > 4 and time.monotonic() < deadline:  # root, d, g1's file, the open f2
+            while len(ll.table.nodes) > 4 and time.monotonic() < deadline:  # root, d, g1's file, the open f2
                 _drop_dentries()
                 time.sleep(0.05)
-            assert len(ll.nodes) <= 4
+            assert len(ll.table.nodes) <= 4
             # open: the kernel holds it, so does the table (no longer under its inode number: a
             # new file given that number would be another node)
-            assert [n.key for n in ll.nodes.values()].count(keys["f2"]) == 1 and keys["f2"] not in ll.by_key
+            assert [n.key for n in ll.table.nodes.values()].count(keys["f2"]) == 1 and keys["f2"] not in ll.table.by_key
             assert os.fstat(fd).st_size == 2 and os.pread(fd, 10, 0) == b"xx"
         finally:
             os.close(fd)
         os.unlink(mnt / "d" / "g1")
         os.rmdir(mnt / "d")
         deadline = time.monotonic() + 30
-        while len(ll.nodes) > 1 and time.monotonic() < deadline:
+        while len(ll.table.nodes) > 1 and time.monotonic() < deadline:
             _drop_dentries()
             time.sleep(0.05)
-        assert list(ll.nodes) == [ROOT] and ll.entries == {} and ll.by_key == {}
+        assert list(ll.table.nodes) == [ROOT] and ll.table.entries == {} and ll.table.by_key == {}
     finally:
         subprocess.run([FUSERMOUNT, "-u", str(mnt)], capture_output=True)
         thread.join(30)

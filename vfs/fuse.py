@@ -708,7 +708,7 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     :class:`UnmountFlushError` if files could not be flushed at the end.
     """
     if fuse_api(api) == "lowlevel":
-        from .fuse_lowlevel import serve_lowlevel
+        from .fuse_ll_serve import serve_lowlevel
         return serve_lowlevel(vfs, mountpoint, writable=writable, foreground=foreground, allow_other=allow_other,
                               debug=debug, fsname=fsname, subtype=subtype, writeback_cache=writeback_cache,
                               direct_io=direct_io, keep_cache=keep_cache, multithreaded=multithreaded, ready=ready)

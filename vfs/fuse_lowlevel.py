@@ -13,8 +13,9 @@ the same :class:`~vfs.fuse.FuseBridge` methods the path-based bridge uses (permi
 ids, caching decisions, flushes and failures are the same code). A node whose names are all gone
 (an unlinked open file) is served through its open handles.
 
-Opt-in: ``PFSKIT_FUSE_API=lowlevel`` (or ``libos mount --fuse-api=lowlevel``); see
-docs/decisions.md for the measurements.
+The node table is :mod:`vfs.fuse_nodes`, the session :mod:`vfs.fuse_ll_serve`, libfuse's
+declarations :mod:`vfs.fuse_ll_abi`. Opt-in: ``PFSKIT_FUSE_API=lowlevel`` (or ``libos mount
+--fuse-api=lowlevel``); see docs/decisions.md for the measurements.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .fuse import (
@@ -38,7 +38,6 @@ from .fuse import (
     PREFETCH_ENTRIES,
     FuseBridge,
     _fill_stat,
-    load_mfusepy,
 )
 from .fuse_caller import time_arg
 from .fuse_ll_abi import (
@@ -54,24 +53,10 @@ from .fuse_ll_abi import (
     SET_ATTR_UID,
     Abi,
 )
-from .fuse_readahead import raise_read_ahead
-from .fuse_session import FuseError, SignalStop, UnmountFlushError, check_fuse_device
+from .fuse_nodes import NodeTable, join
 from .node import UTIME_NOW, Stat, err
-from .vfs import VFS
 
 log = logging.getLogger("vfs.fuse")
-
-ROOT = 1  # FUSE_ROOT_ID
-
-
-@dataclass(eq=False)
-class Node:
-    """A kernel inode: a VFS inode and the names the kernel knows it by."""
-
-    key: tuple[int, int]
-    names: list[tuple[int, str]] = field(default_factory=list)  # (parent node, name)
-    lookups: int = 0
-
 
 def _name(raw: bytes) -> str:
     return os.fsdecode(raw)
@@ -85,11 +70,7 @@ class LowLevelBridge:
         self.vfs = bridge.vfs
         self.timeout = bridge.attr_timeout
         root = self.vfs.root()
-        self.nodes: dict[int, Node] = {ROOT: Node((root.inode.fs.dev, root.inode.ino), lookups=1)}
-        self.by_key: dict[tuple[int, int], int] = {}
-        self.entries: dict[tuple[int, str], int] = {}  # (parent, name) -> node
-        self._next = ROOT + 1
-        self._lock = threading.RLock()
+        self.table = NodeTable((root.inode.fs.dev, root.inode.ino))
         self._local = threading.local()
         self._buffers = threading.local()
         self.session: int | None = None
@@ -150,78 +131,18 @@ class LowLevelBridge:
 
     # ------------------------------------------------------------------ nodes
 
-    def path(self, ino: int) -> str | None:
-        """A path the node has now (None: none of its names is known any longer)."""
-        if ino == ROOT:
-            return "/"
-        node = self.nodes.get(ino)
-        if node is None:
-            return None
-        for parent, name in list(node.names):
-            base = self.path(parent) if parent != ino else None
-            if base is not None:
-                return ("/" if base == "/" else base + "/") + name
-        return None
-
     def _path(self, ino: int) -> str:
-        p = self.path(ino)
+        p = self.table.path(ino)
         if p is None:
             raise err(errno.ENOENT)
         return p
 
     def _child(self, parent: int, name: str) -> str:
-        base = self._path(parent)
-        return ("/" if base == "/" else base + "/") + name
+        return join(self._path(parent), name)
 
     def _remember(self, parent: int, name: str, s: Stat, count: bool = True) -> int:
         """The node of the file with attributes ``s`` just found as ``name`` in ``parent``."""
-        key = (s.st_dev, s.st_ino)
-        with self._lock:
-            ino = self.by_key.get(key) if key != self.nodes[ROOT].key else ROOT
-            if ino is None:
-                ino = self._next
-                self._next += 1
-                self.nodes[ino] = Node(key)
-                self.by_key[key] = ino
-            node = self.nodes[ino]
-            old = self.entries.get((parent, name))
-            if old is not None and old != ino:
-                self._drop_name(parent, name)
-            if (parent, name) not in node.names and ino != ROOT:
-                node.names.insert(0, (parent, name))
-                self.entries[(parent, name)] = ino
-            if count:
-                node.lookups += 1
-            return ino
-
-    def _drop_name(self, parent: int, name: str) -> None:
-        """``name`` in ``parent`` is gone (or names another file now). A node left without
-        names is detached from its key: the file was removed, and a new file that gets its
-        inode number is a new node (the kernel would otherwise take the removed file's inode,
-        its cached size and pages, for it), while the old node lives on for its open files
-        until the kernel forgets it."""
-        with self._lock:
-            ino = self.entries.pop((parent, name), None)
-            node = self.nodes.get(ino) if ino is not None else None
-            if node is not None:
-                with contextlib.suppress(ValueError):
-                    node.names.remove((parent, name))
-                if not node.names and self.by_key.get(node.key) == ino:
-                    del self.by_key[node.key]
-
-    def _forget(self, ino: int, n: int) -> None:
-        with self._lock:
-            node = self.nodes.get(ino)
-            if node is None or ino == ROOT:
-                return
-            node.lookups -= n
-            if node.lookups <= 0:
-                del self.nodes[ino]
-                if self.by_key.get(node.key) == ino:
-                    del self.by_key[node.key]
-                for entry in node.names:
-                    if self.entries.get(entry) == ino:
-                        del self.entries[entry]
+        return self.table.remember(parent, name, (s.st_dev, s.st_ino), count=count)
 
     def _entry(self, ino: int, s: Stat) -> Any:
         e = self.abi.EntryParam()
@@ -236,8 +157,7 @@ class LowLevelBridge:
 
     def _open_file(self, ino: int) -> Any:
         """An open handle of node ``ino`` (for a request on a file that has no name left)."""
-        node = self.nodes.get(ino)
-        key = node.key if node is not None else None
+        key = self.table.key(ino)
         with self.bridge._lock:
             files = list(self.bridge._files.values())
         for f in files:
@@ -248,7 +168,7 @@ class LowLevelBridge:
     def _stat(self, ino: int, fh: int | None) -> Stat:
         if fh is not None and fh in self.bridge._files:
             return self.bridge._files[fh].stat()
-        path = self.path(ino)
+        path = self.table.path(ino)
         if path is not None:
             with contextlib.suppress(FileNotFoundError):
                 return self.bridge.stat(path)
@@ -281,12 +201,12 @@ class LowLevelBridge:
             self.abi.reply_entry(req, e)
 
     def ll_forget(self, req: int, ino: int, nlookup: int) -> None:
-        self._forget(ino, nlookup)
+        self.table.forget(ino, nlookup)
         self.abi.reply_none(req)
 
     def ll_forget_multi(self, req: int, count: int, forgets: Any) -> None:
         for i in range(count):
-            self._forget(forgets[i].ino, forgets[i].nlookup)
+            self.table.forget(forgets[i].ino, forgets[i].nlookup)
         self.abi.reply_none(req)
 
     def ll_mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> None:
@@ -309,12 +229,12 @@ class LowLevelBridge:
     def ll_unlink(self, req: int, parent: int, name: bytes) -> None:
         self.bridge._check_write()
         self.vfs.unlink(self.bridge.ctx, self._child(parent, _name(name)))
-        self._drop_name(parent, _name(name))
+        self.table.drop_name(parent, _name(name))
         self.abi.reply_err(req, 0)
 
     def ll_rmdir(self, req: int, parent: int, name: bytes) -> None:
         self.bridge.rmdir(self._child(parent, _name(name)))
-        self._drop_name(parent, _name(name))
+        self.table.drop_name(parent, _name(name))
         self.abi.reply_err(req, 0)
 
     def ll_rename(self, req: int, parent: int, name: bytes, newparent: int, newname: bytes, flags: int) -> None:
@@ -328,15 +248,7 @@ class LowLevelBridge:
                 self.vfs.stat(ctx, new, follow=False)
                 raise err(errno.EEXIST)
         self.vfs.rename(ctx, old, new)
-        with self._lock:
-            moved = self.entries.get((parent, _name(name)))
-            self._drop_name(newparent, _name(newname))
-            self._drop_name(parent, _name(name))
-            node = self.nodes.get(moved) if moved is not None else None
-            if node is not None:
-                node.names.insert(0, (newparent, _name(newname)))
-                self.entries[(newparent, _name(newname))] = moved  # type: ignore[assignment]
-                self.by_key.setdefault(node.key, moved)  # type: ignore[arg-type]
+        self.table.moved(parent, _name(name), newparent, _name(newname))
         self.abi.reply_err(req, 0)
 
     def ll_readlink(self, req: int, ino: int) -> None:
@@ -344,7 +256,7 @@ class LowLevelBridge:
 
     def ll_statfs(self, req: int, ino: int) -> None:
         st = self.abi.c_statvfs()
-        for key, value in self.bridge.statfs(self.path(ino) or "/").items():
+        for key, value in self.bridge.statfs(self.table.path(ino) or "/").items():
             if hasattr(st, key):
                 setattr(st, key, value)
         self.abi.reply_statfs(req, ctypes.byref(st))
@@ -361,7 +273,7 @@ class LowLevelBridge:
         b = self.bridge
         a = attr.contents
         fh = fi.contents.fh if fi else None
-        path = self.path(ino)
+        path = self.table.path(ino)
         b.call_fh.fh = fh
         if path is None and (fh is None or fh not in b._files):
             b.call_fh.hidden = self._open_file(ino)  # a file without a name: through an open handle
@@ -406,12 +318,12 @@ class LowLevelBridge:
             self.bridge.release(path, fh)
             raise
         if self.abi.reply_create(req, e, fi) != 0:  # the caller was interrupted: nobody has it
-            self._forget(e.ino, 1)
+            self.table.forget(e.ino, 1)
             self.bridge.release(path, fh)
 
     def ll_open(self, req: int, ino: int, fi: Any) -> None:
         b = self.bridge
-        path = self.path(ino)
+        path = self.table.path(ino)
         flags = fi.contents.flags
         if path is None:  # reopened through /proc/PID/fd/N after its last name was removed
             fh = b._add(self.vfs.reopen(b.ctx, self._open_file(ino), b._open_flags(flags)))
@@ -469,7 +381,7 @@ class LowLevelBridge:
         entry's attributes too (a lookup of it: counted only if it was sent)."""
         b = self.bridge
         fh = fi.contents.fh
-        path = self.path(ino)
+        path = self.table.path(ino)
         entries = b.listing(path, fh, off)
         if plus:
             b.prefetch_entries(fh, entries[off:off + PREFETCH_ENTRIES])
@@ -490,90 +402,15 @@ class LowLevelBridge:
                     e.attr.st_ino, e.attr.st_mode = d_ino, dtype << 12
                     need = self.abi.add_direntry_plus(req, addr, size - pos, raw, ctypes.byref(e), index + 1)
                 else:
-                    with self._lock:
+                    with self.table.lock:
                         node = self._remember(ino, name, s, count=False)
                         e = self._entry(node, s)
                         need = self.abi.add_direntry_plus(req, addr, size - pos, raw, ctypes.byref(e), index + 1)
                         if need <= size - pos:
-                            self.nodes[node].lookups += 1
-                        elif self.nodes[node].lookups == 0:
-                            self._forget(node, 0)
+                            self.table.counted(node)
+                        else:
+                            self.table.forget(node, 0)  # gone again unless the kernel has it
             if need > size - pos:
                 break
             pos += need
         self.abi.reply_buf(req, buf, pos)
-
-
-def serve_lowlevel(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
-                   debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
-                   direct_io: bool = False, keep_cache: bool = True, multithreaded: bool = False,
-                   ready: Callable[[], None] | None = None,
-                   on_bridge: Callable[[LowLevelBridge], None] | None = None) -> None:
-    """:func:`vfs.fuse.serve` through libfuse's low-level API (same arguments, same errors);
-    ``on_bridge`` is given the node table's owner before mounting (diagnostics, tests)."""
-    mfusepy = load_mfusepy()
-    abi = Abi(mfusepy)
-    if not mountpoint.startswith("/dev/fd/"):
-        check_fuse_device()
-    bridge = FuseBridge(vfs, writable=writable, writeback_cache=writeback_cache and not direct_io,
-                        direct_io=direct_io, keep_cache=keep_cache)
-    ll = LowLevelBridge(bridge, abi)
-    if on_bridge is not None:
-        on_bridge(ll)
-    stopper = SignalStop(mountpoint, bridge.open_for_writing) \
-        if threading.current_thread() is threading.main_thread() else None
-    session: list[int] = []
-
-    def started() -> None:
-        def exit_session() -> None:
-            abi.session_exit(session[0])
-
-        if stopper is not None and stopper.started(exit_session):
-            exit_session()
-        if ready is not None:
-            ready()
-
-    bridge.on_init = started
-    if stopper is not None:
-        bridge.on_destroy = stopper.ended
-    opts = [f"fsname={fsname}", f"subtype={subtype}", "default_permissions"]
-    if not writable:
-        opts.append("ro")
-    if allow_other:
-        opts.append("allow_other")
-    argv = [b"pfskit", b"-o", ",".join(opts).encode()] + ([b"-d"] if debug else [])
-    args = abi.Args(len(argv), (ctypes.c_char_p * len(argv))(*argv), 0)
-    ops = ll.ops()
-    se = abi.session_new(ctypes.byref(args), ctypes.byref(ops), ctypes.sizeof(ops), None)
-    if not se:
-        raise FuseError(errno.EINVAL, f"FUSE at '{mountpoint}': libfuse refused the mount options "
-                                      "(its own message is just before this one)")
-    session.append(se)
-    ll.session = se
-    real = os.path.realpath(mountpoint)  # not once mounted: that would ask this very session
-    with stopper or contextlib.nullcontext():
-        try:
-            if abi.session_mount(se, os.fsencode(mountpoint)) != 0:
-                raise FuseError(errno.EIO, f"FUSE at '{mountpoint}': the mount failed "
-                                           "(libfuse's own message is just before this one)")
-            try:
-                if not foreground:
-                    abi.daemonize(0)
-                ll.after_init = lambda: raise_read_ahead(real, resolve=False)
-                if multithreaded:
-                    cfg = abi.loop_cfg_create()
-                    try:
-                        res = abi.session_loop_mt(se, cfg)
-                    finally:
-                        abi.loop_cfg_destroy(cfg)
-                else:
-                    res = abi.session_loop(se)
-            finally:
-                abi.session_unmount(se)
-        finally:
-            abi.session_destroy(se)  # calls destroy: every open file flushed and closed
-    if res < 0 and (stopper is None or stopper.received is None):
-        raise FuseError(-res, f"FUSE at '{mountpoint}': the FUSE session ended with an error "
-                              f"({os.strerror(-res)})")
-    if bridge.failures:
-        raise UnmountFlushError(bridge.failures)
