@@ -1,4 +1,4 @@
-.PHONY: demo test test-lowlevel setup lint bench bench-gramine bench-vfs bench-fuse bench-fuse-api bench-run bench-startup clean
+.PHONY: demo test test-lowlevel setup lint bench bench-gramine bench-vfs bench-fuse bench-fuse-api bench-run bench-startup bench-mechanisms bench-sign clean
 
 demo: setup
 	scripts/demo.sh
@@ -41,6 +41,15 @@ bench-fuse-api: setup
 # libos run against native, bwrap and proot (as root; QUICK=1: a minute or so)
 bench-run: setup
 	.venv/bin/python bench/bench_run.py $(if $(QUICK),--quick)
+
+# the three mechanisms of issue 9 (libos run, seccomp notification, ptrace) against native (as
+# root, x86_64; gcc compiles bench/mechanisms/ into a temp folder; QUICK=1: a minute or so)
+bench-mechanisms: setup
+	.venv/bin/python bench/bench_mechanisms.py $(if $(QUICK),--quick)
+
+# libos sign of all of /usr/lib/python3* against find | xargs sha256sum
+bench-sign: setup
+	.venv/bin/python bench/bench_sign.py --repeat 5 --json docs/bench-sign.json
 
 bench-startup: setup
 	.venv/bin/python bench/bench_startup.py --imports

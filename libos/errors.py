@@ -33,3 +33,18 @@ class MountError(LibosError):
 class BindingError(LibosError):
     """No encrypted mount of the manifest covers a host path (so no binding can be derived), or
     the manifest can't be used; ``errno`` EINVAL."""
+
+
+class SgxManifestError(LibosError):
+    """A manifest can't be rendered, checked or finalized for signing (Gramine's ``ManifestError``
+    and schema errors); ``key`` is the dotted path of the offending key when there is one."""
+
+    def __init__(self, message: str, *, errno: int | None = None, key: str | None = None):
+        super().__init__(message, errno=errno)
+        self.key = key
+
+
+class SigningError(LibosError):
+    """An enclave can't be signed (its key, an output, the PAL, the layout) or a signature file
+    can't be used; the message names the file or the manifest key. ``errno`` EINVAL unless a
+    file's own."""

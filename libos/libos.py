@@ -59,6 +59,7 @@ class LibOS:
         self._pipe_mount = Mount("pipe:", self._pipefs)
         self.manifest: Manifest | None = None
         self._trusted: dict[str, bytes | None] | None = None  # sgx.trusted_files, hashes filled in at boot
+        self.enclave: Any = None  # a pal.sgx.enclave.Enclave when booted from a signed manifest
 
     # ------------------------------------------------------------------ construction
 
@@ -72,9 +73,18 @@ class LibOS:
         return libos
 
     @classmethod
-    def boot(cls, manifest: Manifest | str | os.PathLike, *, host_env: dict[str, str] | None = None) -> LibOS:
+    def boot(cls, manifest: Manifest | str | os.PathLike, *, host_env: dict[str, str] | None = None,
+             platform: Any = None, pal: str | os.PathLike | None = None) -> LibOS:
         """Build the file view a manifest defines (``fs.root``, ``fs.mounts``, keys, trusted and
         allowed files), plus /proc and /dev; no process runs until :meth:`process`.
+
+        A signed manifest (``app.manifest.sgx``, with ``app.sig`` beside it) boots as the enclave
+        (:mod:`libos.enclave`): its signature and MRENCLAVE are checked first (``pal``: the PAL
+        ELF it was signed with, default pfskit's stand-in), the keys ``_sgx_mrenclave`` and
+        ``_sgx_mrsigner`` are its seal keys on ``platform`` (a ``pal.sgx.platform.Platform``, a
+        platform file, or None for the default one), and /dev/attestation has the SGX files.
+        Raises :class:`~libos.enclave.EnclaveStartError` when that can't be, or when an unsigned
+        manifest uses those keys.
 
         Raises :class:`~libos.manifest.ManifestError` for an invalid manifest, ``OSError`` if it
         can't be read, and :class:`~libos.errors.MountError` (naming the mount and its host path)
@@ -87,13 +97,28 @@ class LibOS:
             manifest = load_manifest(Path(manifest), host_env=host_env)
         from vfs.encrypted import KeyStore
 
+        from .enclave import EnclaveStartError, is_signed, load_enclave, unsigned_special_key
+
+        enclave = None
+        if is_signed(manifest.source):
+            enclave = load_enclave(manifest.source, manifest.raw, platform=platform, pal=pal)
+        else:
+            problem = unsigned_special_key(manifest.raw, [*manifest.mounts, *filter(None, [manifest.root])])
+            if problem:
+                raise EnclaveStartError(problem, errno=errno.EACCES)
         keys = KeyStore()
         for name, key in manifest.keys.items():
             keys.set(name, key)
+        if enclave is not None:
+            from pal.sgx.enclave import SEAL_KEY_NAMES
+
+            for name in SEAL_KEY_NAMES:  # fetched once, at start-up, as Gramine does
+                keys.set(name, enclave.seal_key(name))
         vfs = VFS(MountTable())
         libos = cls(vfs, start_dir=manifest.start_dir, argv=list(manifest.argv or [manifest.entrypoint or ""]),
                     env=dict(manifest.env), exe=manifest.entrypoint or "", keys=keys)
         libos.manifest = manifest
+        libos.enclave = enclave
         root = manifest.root
         if root is None:
             vfs.mounts.mount("/", TmpFs())
@@ -170,7 +195,12 @@ class LibOS:
                 from vfs.encrypted import KeyStore
 
                 self.keys = KeyStore()
-            self.vfs.mounts.mount("/dev", DevFs(self.keys))
+            if self.enclave is None:
+                self.vfs.mounts.mount("/dev", DevFs(self.keys))
+            else:
+                from pal.sgx.enclave import SEAL_KEY_NAMES
+
+                self.vfs.mounts.mount("/dev", DevFs(self.keys, attestation=self.enclave, readonly_keys=SEAL_KEY_NAMES))
 
     # ------------------------------------------------------------------ processes
 

@@ -143,11 +143,25 @@ def unsupported_keys(manifest: Manifest) -> list[str]:
             warnings.append(f"{key}: not implemented by libos run ({why})")
     sgx = manifest.raw.get("sgx")
     if isinstance(sgx, dict):
+        from .enclave import is_signed
+
+        if is_signed(manifest.source):  # the simulated enclave: only what it does not simulate
+            ignored = sorted(f"sgx.{k}" for k, v in sgx.items() if k not in _SIMULATED_SGX and v not in (False, [], 0))
+            if ignored:
+                warnings.append(f"{', '.join(ignored)}: not simulated by libos run's SGX platform")
+            return warnings
         ignored = sorted(f"sgx.{k}" for k in sgx
                          if k not in ("trusted_files", "allowed_files", "file_check_policy"))
         if ignored:
             warnings.append(f"{', '.join(ignored)}: SGX settings, not used without SGX (as in gramine-direct)")
     return warnings
+
+
+# what a signed manifest's simulated enclave uses (measured, signed, or served)
+_SIMULATED_SGX = frozenset({
+    "trusted_files", "allowed_files", "file_check_policy", "isvprodid", "isvsvn", "debug", "remote_attestation",
+    "seal_key", "enclave_size", "max_threads", "edmm_enable", "cpu_features", "use_exinfo",
+})
 
 
 def _within(inner: str, outer: str) -> bool:

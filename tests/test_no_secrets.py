@@ -214,3 +214,34 @@ fs.insecure__keys.other = "{OTHER_KEY.hex()}"
     for fd_ in (fd, tmp_fd, key_fd):
         p.close(fd_)
     lo.shutdown()
+
+
+def test_signed_libos_platform_and_seal_keys(tmp_path: Path) -> None:
+    """A LibOS booted as an enclave: its platform's root key and its seal keys show nowhere
+    (objects, platform errors), while the keys are readable where Gramine shows them."""
+    from sgx_helpers import sign
+
+    from pal.sgx.platform import PlatformError, load_platform
+
+    (tmp_path / "sealed").mkdir()
+    data = {"libos": {"entrypoint": "/x"},
+            "fs": {"mounts": [{"type": "encrypted", "path": "/sealed", "uri": f"file:{tmp_path}/sealed/",
+                               "key_name": "_sgx_mrenclave"}]},
+            "sgx": {"remote_attestation": "dcap", "enclave_size": "64M"}}
+    platform = load_platform(tmp_path / "plat")
+    lo = LibOS.boot(sign(data, tmp_path), platform=platform)
+    p = lo.process()
+    seal = [lo.keys.get("_sgx_mrenclave"), lo.keys.get("_sgx_mrsigner")]
+    fd = p.open("/dev/attestation/keys/_sgx_mrenclave", os.O_RDONLY)
+    assert p.read(fd, 16) == seal[0]
+    quote_fd = p.open("/dev/attestation/quote", os.O_RDONLY)
+    objects = walk(lo, p, lo.enclave, platform)
+    assert {"Enclave", "Platform", "EnclaveIdentity", "AttestationState"} <= {type(o).__name__ for o in objects}
+    assert_clean(objects, [platform.root_key, *seal], at_least=20)
+    (tmp_path / "plat").chmod(0o644)
+    with pytest.raises(PlatformError) as info:
+        load_platform(tmp_path / "plat")
+    assert_clean([info.value], [platform.root_key])
+    for fd_ in (fd, quote_fd):
+        p.close(fd_)
+    lo.shutdown()

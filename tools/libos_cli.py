@@ -14,10 +14,21 @@ from .lazy_group import LazyCommand, LazyGroup
 
 # name -> (module, click command in it, the first paragraph of its docstring: `libos --help` shows it)
 COMMANDS = {
+    "manifest": LazyCommand("tools.libos_commands.manifest", "manifest", "Render the manifest template INFILE (or "
+                            "-c STRING) into the final manifest OUTFILE (default: stdout)."),
     "mount": LazyCommand("tools.libos_commands.mount", "mount", "Mount the whole file view MANIFEST defines (its "
                          "fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT."),
+    "quote": LazyCommand("tools.libos_commands.quote", "quote", "Verify or show a quote read from "
+                         "/dev/attestation/quote (simulated DCAP v3)."),
     "run": LazyCommand("tools.libos_commands.run", "run", "Run MANIFEST's libos.entrypoint inside the file view "
                        "the manifest defines."),
+    "sign": LazyCommand("tools.libos_commands.sign", "sign", "Sign MANIFEST's enclave as gramine-sgx-sign: write "
+                        "the final manifest and its .sig."),
+    "gen-private-key": LazyCommand("tools.libos_commands.gen_private_key", "gen_private_key",
+                                   "Create an enclave signing key (RSA-3072, exponent 3, PEM, mode 0600), as "
+                                   "gramine-sgx-gen-private-key."),
+    "sigstruct-view": LazyCommand("tools.libos_commands.sigstruct_view", "sigstruct_view",
+                                  "Print every field of the SIGSTRUCT in SIGFILE (a .sig) and check its signature."),
 }
 
 

@@ -6,6 +6,7 @@ Entries::
     stdin stdout stderr fd                    symlinks to /proc/self/fd/0..2 and /proc/self/fd
     shm/                                      a small in-memory directory (tmpfs semantics)
     attestation/keys/NAME                     the encrypted-files keys (Gramine's interface)
+    attestation/{report,quote,...}            an enclave's SGX files (vfs/attestation.py)
 
 Character devices behave as Linux's: ``null`` reads empty and swallows writes; ``zero`` reads
 zeros; ``full`` reads zeros and fails every write with ENOSPC; ``random``/``urandom`` read from
@@ -35,12 +36,15 @@ import errno
 import os
 import stat as st
 from collections.abc import Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pal
 
 from .node import FileSystem, Handle, Inode, err
 from .tmpfs import TmpDir, TmpSymlink
+
+if TYPE_CHECKING:
+    from .attestation import AttestationProvider
 
 KEY_SIZE = 16
 
@@ -161,11 +165,13 @@ class DevDir(Inode):
 
 
 class KeyFile(Inode):
-    """``/dev/attestation/keys/NAME``."""
+    """``/dev/attestation/keys/NAME`` (mode 0444 and never written for the enclave's own keys)."""
 
     def __init__(self, fs: DevFs, name: str):
         owner = fs.key_owner
-        super().__init__(fs, st.S_IFREG | (0o666 if owner is None else 0o600), ino=fs.key_ino(name),
+        self.readonly = name in fs.readonly_keys
+        perm = 0o666 if owner is None else 0o600
+        super().__init__(fs, st.S_IFREG | (perm & 0o444 if self.readonly else perm), ino=fs.key_ino(name),
                          uid=owner[0] if owner else 0, gid=owner[1] if owner else 0)
         self.name = name
         self.owner_only = owner is not None
@@ -174,6 +180,8 @@ class KeyFile(Inode):
         return 0
 
     def open(self, flags: int) -> Handle:
+        if self.readonly and (flags & os.O_ACCMODE != os.O_RDONLY or flags & os.O_TRUNC):
+            raise err(errno.EACCES)  # Gramine: the _sgx_ keys are read-only, root included
         return KeyHandle(self.fs, self.name)  # type: ignore[arg-type]
 
     def truncate(self, size: int) -> None:
@@ -182,6 +190,8 @@ class KeyFile(Inode):
 
 class KeyHandle(Handle):
     """Reads give the key's current 16 bytes; a 16-byte write at offset 0 sets it."""
+
+    direct_io = True  # st_size is 0 and the key can change: the kernel must not cache it
 
     def __init__(self, fs: DevFs, name: str):
         self.fs = fs
@@ -246,7 +256,9 @@ class KeysDir(DevDir):
 
 
 class DevFs(FileSystem):
-    """/dev: devices, stdio links, ``shm/``, and (with ``keys``) ``attestation/keys/``.
+    """/dev: devices, stdio links, ``shm/``, and (with ``keys``) ``attestation/keys/``; with
+    ``attestation`` (an enclave) also the SGX files of :mod:`vfs.attestation`, and the keys in
+    ``readonly_keys`` are mode 0444 and can't be written (``_sgx_mrenclave``, ``_sgx_mrsigner``).
 
     ``stdio``: make ``stdin``/``stdout``/``stderr``/``fd`` (links into ``/proc/self/fd``, so they
     need /proc mounted).
@@ -254,9 +266,11 @@ class DevFs(FileSystem):
 
     type_name = "devtmpfs"
 
-    def __init__(self, keys: KeyStoreLike | None = None, *, stdio: bool = True):
+    def __init__(self, keys: KeyStoreLike | None = None, *, stdio: bool = True,
+                 attestation: AttestationProvider | None = None, readonly_keys: Iterable[str] = ()):
         super().__init__()
         self.keys = keys
+        self.readonly_keys = frozenset(readonly_keys)
         self.key_owner: tuple[int, int] | None = None  # (uid, gid) once shown to the host with keys
         self.pending_keys: set[str] = set()
         self._key_inos: dict[str, int] = {}
@@ -269,9 +283,13 @@ class DevFs(FileSystem):
             root.children["fd"] = TmpSymlink(self, "/proc/self/fd")
         root.children["shm"] = TmpDir(self, st.S_IFDIR | 0o1777)
         if keys is not None:
-            attestation = DevDir(self)
-            attestation.children["keys"] = KeysDir(self)
-            root.children["attestation"] = attestation
+            folder = DevDir(self, 0o555 if attestation is not None else 0o755)  # Gramine's: 0555
+            if attestation is not None:
+                from .attestation import attestation_entries
+
+                folder.children.update(attestation_entries(self, attestation))
+            folder.children["keys"] = KeysDir(self)
+            root.children["attestation"] = folder
 
     def root(self) -> Inode:
         return self._root

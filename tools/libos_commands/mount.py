@@ -23,12 +23,14 @@ from ..cli_support import CliError, describe_error
 @click.option("--log", "log_file", metavar="FILE",
               help="Append the daemon's messages to FILE. Without it a background mount appends them to "
                    "$XDG_STATE_HOME/pfskit/mount.log (~/.local/state/pfskit/mount.log).")
+@click.option("--platform", "platform_file", metavar="FILE",
+              help="The simulated SGX platform of a signed manifest (app.manifest.sgx), as for libos run.")
 @click.option("--fuse-api", type=click.Choice(["mfusepy", "lowlevel"]), default=None,
               help="libfuse's path-based API through mfusepy (the default), or its inode-based low-level API "
                    "(default: $PFSKIT_FUSE_API, else mfusepy).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and FUSE requests.")
 def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allow_other: bool, expose_keys: bool,
-          log_file: str | None, fuse_api: str | None, debug: bool) -> None:
+          log_file: str | None, platform_file: str | None, fuse_api: str | None, debug: bool) -> None:
     """Mount the whole file view MANIFEST defines (its fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT.
 
     Unmount with `pfs umount MOUNTPOINT` (or Ctrl-C / SIGTERM of the daemon)."""
@@ -45,7 +47,7 @@ def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allo
         api = chosen_api(fuse_api)
         load_mfusepy()
         try:
-            lo = LibOS.boot(manifest)
+            lo = LibOS.boot(manifest, platform=platform_file)
         except ManifestError as exc:
             raise CliError(str(exc)) from None
         except FileNotFoundError as exc:
