@@ -78,6 +78,18 @@ def load_mfusepy():
     return mfusepy
 
 
+FUSE_APIS = ("mfusepy", "lowlevel")
+
+
+def fuse_api(api: str | None = None) -> str:
+    """The FUSE API a mount uses: ``api``, else ``$PFSKIT_FUSE_API``, else ``"mfusepy"``."""
+    chosen = api or os.environ.get("PFSKIT_FUSE_API") or "mfusepy"
+    if chosen not in FUSE_APIS:
+        raise FuseError(errno.EINVAL, f"unknown FUSE API '{chosen}' (PFSKIT_FUSE_API or --fuse-api): "
+                                      f"use {' or '.join(FUSE_APIS)}")
+    return chosen
+
+
 def _not_served(*args: Any) -> int:
     """Stands for a callback this mount leaves out (mfusepy skips ``libfuse_ignore`` ones)."""
     raise err(errno.ENOSYS)
@@ -694,8 +706,11 @@ class FuseBridge:
 def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
           debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
           direct_io: bool = False, keep_cache: bool = True, multithreaded: bool = False,
-          ready: Callable[[], None] | None = None) -> None:
+          ready: Callable[[], None] | None = None, api: str | None = None) -> None:
     """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks).
+
+    ``api``: ``"mfusepy"`` (libfuse's path-based API, the default) or ``"lowlevel"`` (its
+    inode-based API: :mod:`vfs.fuse_lowlevel`); None: ``$PFSKIT_FUSE_API``, else the default.
 
     ``direct_io`` bypasses the kernel's page cache for every file (files whose size isn't known
     before they are read, /proc's, always bypass it), at the cost of caching and of shared mmap.
@@ -711,6 +726,11 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     returns normally. Raises :class:`FuseError` if the mount can't be made, and
     :class:`UnmountFlushError` if files could not be flushed at the end.
     """
+    if fuse_api(api) == "lowlevel":
+        from .fuse_ll_serve import serve_lowlevel
+        return serve_lowlevel(vfs, mountpoint, writable=writable, foreground=foreground, allow_other=allow_other,
+                              debug=debug, fsname=fsname, subtype=subtype, writeback_cache=writeback_cache,
+                              direct_io=direct_io, keep_cache=keep_cache, multithreaded=multithreaded, ready=ready)
     mfusepy = load_mfusepy()
     if not mountpoint.startswith("/dev/fd/"):  # "/dev/fd/N": mounted already, on a device the caller opened
         check_fuse_device()
