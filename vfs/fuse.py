@@ -36,6 +36,7 @@ from typing import Any
 from .file import OpenFile
 from .fuse_caller import caller_groups, only_clears_setid, time_arg
 from .fuse_links import LinkNames
+from .fuse_ll_abi import RENAME_NOREPLACE
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
 from .fuse_request import request_reader
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
@@ -508,14 +509,26 @@ class FuseBridge:
         self._changed(inode, path)
         return 0
 
-    def rename(self, old: str, new: str) -> int:
+    def rename(self, old: str, new: str, flags: int = 0) -> int:
         self._check_write()
+        self.check_rename_flags(new, flags)
         if self._is_hide_rename(old, new):
             self._hide(old, self._hidden_name(new))  # type: ignore[arg-type]
         else:
             self.vfs.rename(self.ctx, old, new)
             self.links.renamed(old, new)
         return 0
+
+    def check_rename_flags(self, new: str, flags: int) -> None:
+        """``renameat2`` flags: RENAME_NOREPLACE over an existing name is EEXIST; the VFS has no
+        RENAME_EXCHANGE (nor RENAME_WHITEOUT): EINVAL, as a Linux file system without them, both
+        names left as they were (renaming instead would replace the target: a lost file)."""
+        if flags & ~RENAME_NOREPLACE:
+            raise err(errno.EINVAL, new)
+        if flags & RENAME_NOREPLACE:
+            with contextlib.suppress(FileNotFoundError):
+                self.vfs.stat(self.ctx, new, follow=False)
+                raise err(errno.EEXIST, new)
 
     def _request(self) -> int | None:
         return self.request() if self.request is not None else None
@@ -776,6 +789,11 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
                 return call()
             finally:
                 bridge.call_fh.fh = bridge.call_fh.hidden = None
+
+        def rename_fuse_3(self, old, new, flags):
+            """mfusepy drops renameat2's flags (RENAME_EXCHANGE became a plain, replacing rename)."""
+            return bridge.rename(old.decode(self.encoding, self.errors), new.decode(self.encoding, self.errors),
+                                 flags)
 
         def chmod_fuse_3(self, path, mode, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).chmod_fuse_3(path, mode, fip))

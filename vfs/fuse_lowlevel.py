@@ -41,8 +41,6 @@ from .fuse import (
 )
 from .fuse_caller import time_arg
 from .fuse_ll_abi import (
-    RENAME_EXCHANGE,
-    RENAME_NOREPLACE,
     SET_ATTR_ATIME,
     SET_ATTR_ATIME_NOW,
     SET_ATTR_GID,
@@ -240,14 +238,8 @@ class LowLevelBridge:
     def ll_rename(self, req: int, parent: int, name: bytes, newparent: int, newname: bytes, flags: int) -> None:
         self.bridge._check_write()
         old, new = self._child(parent, _name(name)), self._child(newparent, _name(newname))
-        if flags & ~RENAME_NOREPLACE or flags & RENAME_EXCHANGE:
-            raise err(errno.EINVAL)
-        ctx = self.bridge.ctx
-        if flags & RENAME_NOREPLACE:
-            with contextlib.suppress(FileNotFoundError):
-                self.vfs.stat(ctx, new, follow=False)
-                raise err(errno.EEXIST)
-        self.vfs.rename(ctx, old, new)
+        self.bridge.check_rename_flags(new, flags)
+        self.vfs.rename(self.bridge.ctx, old, new)
         self.table.moved(parent, _name(name), newparent, _name(newname))
         self.abi.reply_err(req, 0)
 
