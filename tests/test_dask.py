@@ -25,7 +25,7 @@ from tests.helpers import require
 require(importlib.util.find_spec("distributed") is not None and importlib.util.find_spec("fsspec") is not None,
         "needs the [data] extra (dask[distributed], fsspec)")
 
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
 
 from pfs import dask as pdask  # noqa: E402
 from pfs import dask_tasks  # noqa: E402
@@ -99,16 +99,9 @@ def test_tree_of_1000_files_and_two_300mib_files(client, tmp_path):
     _small_tree(src, 1000)
     for i in range(2):
         _write_random(src / "big" / f"large{i}.bin", 300 * MIB + 12345 * i, seed=100 + i)
-    ran_on: set[str] = set()
-
-    def pieces_on_workers() -> None:  # the pieces of the large files ran on more than one worker
-        def seen(dask_scheduler):
-            return {ts.key: ts.processing_on.address for ts in dask_scheduler.tasks.values()
-                    if ts.processing_on is not None and "split_piece" in str(ts.key)}
-        ran_on.update(client.run_on_scheduler(seen).values())
-
-    result = pdask.encrypt_tree(src.as_uri(), enc.as_uri(), key=KEY, client=client, bind_prefix="/data",
-                                progress=lambda _n: pieces_on_workers())
+    with get_task_stream(client) as stream:
+        result = pdask.encrypt_tree(src.as_uri(), enc.as_uri(), key=KEY, client=client, bind_prefix="/data")
+    ran_on = {t["worker"] for t in stream.data if "split_piece" in str(t["key"])}
     assert result.ok, result.failed[:3]
     assert len(result.files) == 1002
     assert len(ran_on) == 2, ran_on
