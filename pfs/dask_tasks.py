@@ -109,22 +109,26 @@ def typed(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _transit_key(key: bytes) -> bytes:
-    return hmac.new(key, _TRANSIT_LABEL, hashlib.sha256).digest()[:16]
+def _transit_key(key: bytes, salt: bytes) -> bytes:
+    """A key for one sealed blob (so the zero IV of :func:`pfs.crypto.seal` is used once per key)."""
+    return hmac.new(key, _TRANSIT_LABEL + salt, hashlib.sha256).digest()[:16]
 
 
 def seal_entries(key_id: str, blob: bytes) -> bytes:
-    """``blob`` (node entries) sealed for the trip to the task that assembles the file."""
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    """``blob`` (node entries) sealed for the trip to the task that assembles the file:
+    salt (16 bytes), tag (16), ciphertext."""
+    from .crypto import seal
 
-    nonce = os.urandom(12)
-    return nonce + AESGCM(_transit_key(_key(key_id))).encrypt(nonce, blob, _TRANSIT_LABEL)
+    salt = os.urandom(16)
+    ciphertext, tag = seal(_transit_key(_key(key_id), salt), blob)
+    return salt + tag + ciphertext
 
 
 def open_entries(key_id: str, sealed: bytes) -> bytes:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    """The node entries sealed by :func:`seal_entries` (InvalidTag if they were changed)."""
+    from .crypto import open_sealed
 
-    return AESGCM(_transit_key(_key(key_id))).decrypt(sealed[:12], sealed[12:], _TRANSIT_LABEL)
+    return open_sealed(_transit_key(_key(key_id), sealed[:16]), sealed[32:], sealed[16:32])
 
 
 def _output_mode(src_fs: Any, src: str, plaintext_out: bool) -> int:
