@@ -4,7 +4,8 @@
 both sides (plaintext from one store, encrypted files to another) and spread the files over
 the cluster's workers; a large file on a local (or shared) destination is cut into runs of
 node groups encrypted by several workers and assembled by one task into the same layout as
-``pfs encrypt`` (see :mod:`pfs.dask_tasks`). A failing file is a failed :class:`FileOutcome`
+``pfs encrypt`` (see :mod:`pfs.dask_tasks`); large files are decrypted and verified in runs of
+node groups too. A failing file is a failed :class:`FileOutcome`
 with its cause; the others finish.
 
 Keys reach the workers only in memory, by ``Client.run`` under an opaque id (see
@@ -120,30 +121,32 @@ def encrypt_tree(src_url: str, dst_url: str, *, key: bytes, client: Any, bind_pr
 def decrypt_tree(src_url: str, dst_url: str, *, key: bytes, client: Any, bind_prefix: str | None = None,
                  verify_path: bool = False, force: bool = False, sync: bool = True,
                  storage_options: dict[str, Any] | None = None, dst_storage_options: dict[str, Any] | None = None,
-                 progress: Callable[[int], None] | None = None) -> TreeResult:
+                 split_size: int = SPLIT_SIZE, progress: Callable[[int], None] | None = None) -> TreeResult:
     """Decrypt and authenticate every file under ``src_url`` to ``dst_url``. With ``bind_prefix``
     each file must be bound to prefix/<relative path>; with ``verify_path`` to its own path."""
     return _check_tree("decrypt", src_url, dst_url, key, client, bind_prefix, verify_path, force, sync,
-                       storage_options, dst_storage_options, progress)
+                       storage_options, dst_storage_options, progress, split_size)
 
 
 def verify_tree(url: str, *, key: bytes, client: Any, bind_prefix: str | None = None, verify_path: bool = False,
-                storage_options: dict[str, Any] | None = None,
+                storage_options: dict[str, Any] | None = None, split_size: int = SPLIT_SIZE,
                 progress: Callable[[int], None] | None = None) -> TreeResult:
     """Authenticate every node of every file under ``url``."""
     return _check_tree("verify", url, None, key, client, bind_prefix, verify_path, False, False,
-                       storage_options, None, progress)
+                       storage_options, None, progress, split_size)
 
 
 def _check_tree(kind: str, src_url: str, dst_url: str | None, key: bytes, client: Any, bind_prefix: str | None,
                 verify_path: bool, force: bool, sync: bool, src_options: dict[str, Any] | None,
-                dst_options: dict[str, Any] | None, progress: Callable[[int], None] | None) -> TreeResult:
+                dst_options: dict[str, Any] | None, progress: Callable[[int], None] | None,
+                split_size: int) -> TreeResult:
     src_fs, dst_fs, pairs = _pairs(src_url, dst_url, src_options, dst_options)
     jobs = []
     for src, dst, rel in pairs:
         expected = posixpath.join(bind_prefix, rel) if bind_prefix is not None else (src if verify_path else None)
         jobs.append(Job(kind, src_fs, src, dst_fs, dst, expected, int(src_fs.size(src) or 0)))
-    return TreeResult(list(run_jobs(client, jobs, {"key": key}, force=force, sync=sync, progress=progress)))
+    return TreeResult(list(run_jobs(client, jobs, {"key": key}, force=force, sync=sync, split_size=split_size,
+                                    progress=progress)))
 
 
 def rekey_tree(url: str, *, key: bytes, new_key: bytes, client: Any, sync: bool = True,
@@ -220,7 +223,11 @@ class _Submitter:
         return out
 
     def _splits(self, job: Job) -> bool:
-        return job.kind == "encrypt" and job.size >= self.split_size and is_local(job.dst_fs)
+        if job.size < self.split_size:
+            return False
+        if job.kind == "encrypt":
+            return is_local(job.dst_fs)
+        return job.kind == "verify" or (job.kind == "decrypt" and is_local(job.dst_fs))
 
     def submit_batch(self, jobs: list[Job]) -> tuple[Any, list[Job], bool]:
         from . import dask_tasks as t
@@ -242,15 +249,34 @@ class _Submitter:
         from .layout import mht_node_count
 
         c, key_id = self.client, self.keys.ids["key"]
-        assert job.dst is not None
-        tmp = posixpath.join(posixpath.dirname(job.dst),
-                             temp_prefix(job.dst, self.session) + secrets.token_hex(4))
+        tmp = None if job.dst is None else posixpath.join(posixpath.dirname(job.dst),
+                                                          temp_prefix(job.dst, self.session) + secrets.token_hex(4))
+        if job.kind != "encrypt":
+            return self._split_open(job, tmp)
+        assert job.dst is not None and tmp is not None
         begin = c.submit(t.split_begin, job.src_fs, job.src, job.dst_fs, job.dst, tmp, self.force, pure=False)
         nmht = mht_node_count(job.size)
         runs = [list(range(first, min(first + PIECE_GROUPS, nmht))) for first in range(0, nmht, PIECE_GROUPS)]
         pieces = [c.submit(t.split_piece, job.src_fs, job.src, tmp, run, key_id, begin, pure=False) for run in runs]
         return c.submit(t.split_finish, job.src_fs, job.src, job.dst, tmp, job.path, key_id, begin,
                         list(zip(runs, pieces, strict=True)), self.force, self.sync, pure=False)
+
+
+    def _split_open(self, job: Job, tmp: str | None) -> Any:
+        """A large file decrypted or verified in pieces: one task checks the metadata and walks the
+        MHT, several authenticate (and decrypt) runs of node groups, one renames the output."""
+        from . import dask_tasks as t
+        from .layout import DATA_ENTRIES_PER_MHT, NODE_SIZE, mht_node_count
+
+        c, key_id = self.client, self.keys.ids["key"]
+        plan = c.submit(t.split_open, job.src_fs, job.src, tmp, job.path, key_id, pure=False)
+        # the recorded size is inside the metadata: the runs are planned from the file's size on disk
+        nmht = mht_node_count(job.size * DATA_ENTRIES_PER_MHT // (DATA_ENTRIES_PER_MHT + 1) // NODE_SIZE * NODE_SIZE)
+        runs = [list(range(first, first + PIECE_GROUPS)) for first in range(0, nmht + PIECE_GROUPS, PIECE_GROUPS)]
+        pieces = [c.submit(t.split_open_piece, job.src_fs, job.src, tmp, run, key_id, plan, pure=False)
+                  for run in runs]
+        return c.submit(t.split_open_finish, job.src_fs, job.src, job.dst, tmp, key_id, plan, pieces, self.force,
+                        self.sync, self.strict, pure=False)
 
 
 def _outcomes(future: Any, jobs: list[Job], batch: bool) -> list[FileOutcome]:

@@ -357,3 +357,86 @@ def split_finish(src_fs: Any, src: str, dst: str, tmp: str, bound: str, key_id: 
         write_metadata(out, key, meta)
     commit_local(tmp, dst, force=force, mode=_output_mode(src_fs, src, False), sync=sync)
     return size
+
+
+@typed
+def split_open(src_fs: Any, src: str, tmp: str | None, expected: str | None, key_id: str) -> tuple[int, bytes]:
+    """Check the metadata (key, bound path, size) of a large encrypted file and walk its MHT
+    nodes; with ``tmp``, make that temporary output its final size with the first 3 KiB of
+    plaintext in place. Returns (plaintext size, every group's entries, sealed)."""
+    from .layout import MD_USER_DATA_SIZE, NODE_SIZE, mht_node_count, node_count
+    from .protected_file import ProtectedFile
+    from .storage import BorrowedStorage
+    from .stream import _dfs_preorder, _MhtWalker
+
+    key = _key(key_id)
+    with open_input(src_fs, src) as reader:
+        pf = ProtectedFile.open(BorrowedStorage(reader, readonly=True), key, expected, writable=False)
+        meta = pf.metadata
+        size = meta.size
+        if reader.size() < node_count(size) * NODE_SIZE:
+            from .errors import TruncatedFileError
+
+            raise TruncatedFileError(f"{src}: on-disk size too small for the recorded size", path=src)
+        walker = _MhtWalker(reader, meta, src)
+        nmht = mht_node_count(size)
+        entries = {m: bytes(walker.visit(m)) for m in _dfs_preorder(nmht)}
+        head = bytes(meta.data[:min(size, MD_USER_DATA_SIZE)])
+        pf.close()
+    if tmp is not None:
+        os.makedirs(os.path.dirname(tmp) or ".", exist_ok=True)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, size)
+            os.pwrite(fd, head, 0)
+        finally:
+            os.close(fd)
+    return size, seal_entries(key_id, b"".join(entries[m] for m in range(nmht)))
+
+
+@typed
+def split_open_piece(src_fs: Any, src: str, tmp: str | None, groups: list[int], key_id: str,
+                     plan: tuple[int, bytes]) -> int:
+    """Authenticate (and with ``tmp``, decrypt into it) node groups ``groups``; the bytes done."""
+    from pal import HostFile
+
+    from .layout import DATA_ENTRIES_PER_MHT, ENTRY_SIZE, NODE_SIZE, mht_node_count
+    from .nodebuf import SEALED_SIZE, NodeBuffer
+    from .stream import _corrupted, _GroupCipher, _read_sealed, _Writer
+
+    size, sealed = plan
+    groups = [m for m in groups if m < mht_node_count(size)]  # runs were planned from the size on disk
+    if not groups:
+        return 0
+    blob = open_entries(key_id, sealed)
+    per_group = DATA_ENTRIES_PER_MHT * ENTRY_SIZE
+    done = 0
+    with open_input(src_fs, src) as reader:
+        out = HostFile(tmp, writable=True) if tmp is not None else None
+        writer = _Writer(out, NODE_SIZE, background=out is not None)
+        try:
+            cipher = _GroupCipher(writer)
+            buf = NodeBuffer(SEALED_SIZE)
+            for m in groups:
+                got = _read_sealed(reader, m, size, buf)
+                n = cipher.decrypt_group(buf, got, m, size, blob[m * per_group:(m + 1) * per_group])
+                if n < 0:
+                    raise _corrupted(src, -n - 1)
+                done += n
+        finally:
+            writer.close()
+            if out is not None:
+                out.close()
+    return done
+
+
+@typed
+def split_open_finish(src_fs: Any, src: str, dst: str | None, tmp: str | None, key_id: str, plan: tuple[int, bytes],
+                      pieces: list[int], force: bool, sync: bool, strict: bool) -> dict[str, Any]:
+    """Check the trailing nodes and rename the decrypted ``tmp`` to ``dst``."""
+    key = _key(key_id)
+    with open_input(src_fs, src) as reader:
+        facts = _checked({"size": plan[0], **_facts(reader, key)}, src, strict)
+    if dst is not None and tmp is not None:
+        commit_local(tmp, dst, force=force, mode=_output_mode(src_fs, src, True), sync=sync)
+    return facts

@@ -211,6 +211,40 @@ def test_bad_file_among_good_ones(client, tmp_path):
     assert "19 files ok, 1 bad" in out.stdout
 
 
+def test_large_files_decrypted_and_verified_in_pieces(client, tmp_path):
+    """Above the split size, decrypt and verify run a file's node groups on several workers: the
+    plaintext is the same, a bad node anywhere fails the file (no output, no temporary file), a
+    wrong bound path fails it before anything is written."""
+    src, enc = tmp_path / "src", tmp_path / "enc"
+    _write_random(src / "a.bin", 30 * MIB + 5, seed=21)
+    _write_random(src / "b.bin", 30 * MIB + 6, seed=22)
+    assert pdask.encrypt_tree(str(src), str(enc), key=KEY, client=client, bind_prefix="/p").ok
+    with get_task_stream(client) as stream:
+        good = pdask.decrypt_tree(str(enc), str(tmp_path / "dec"), key=KEY, client=client, bind_prefix="/p",
+                                  split_size=4 * MIB)
+    assert good.ok, good.failed
+    pieces = [t for t in stream.data if "split_open_piece" in str(t["key"])]
+    assert len(pieces) >= 4 and len({t["worker"] for t in pieces}) == 2  # 30 MiB: 2 runs of 64 groups
+    _same_tree(src, tmp_path / "dec")
+    victim = enc / "b.bin"
+    data = bytearray(victim.read_bytes())
+    data[len(data) - 5 * 4096 + 7] ^= 1  # a data node near the end: the last piece's
+    victim.write_bytes(bytes(data))
+    for run in (lambda: pdask.decrypt_tree(str(enc), str(tmp_path / "dec2"), key=KEY, client=client,
+                                           split_size=4 * MIB),
+                lambda: pdask.verify_tree(str(enc), key=KEY, client=client, split_size=4 * MIB)):
+        result = run()
+        assert [f.job.src for f in result.failed] == [str(victim)]
+        assert "corrupted node" in result.failed[0].error
+    assert not (tmp_path / "dec2" / "b.bin").exists() and (tmp_path / "dec2" / "a.bin").exists()
+    _no_temps(tmp_path / "dec2")
+    wrong = pdask.decrypt_tree(str(enc / "a.bin"), str(tmp_path / "a.out"), key=KEY, client=client,
+                               bind_prefix="/elsewhere", split_size=4 * MIB)
+    assert not wrong.ok and "/elsewhere/a.bin" in wrong.failed[0].error and "/p/a.bin" in wrong.failed[0].error
+    assert not (tmp_path / "a.out").exists()
+    _no_temps(tmp_path)
+
+
 def test_worker_killed_in_the_middle(tmp_path):
     """SIGKILL of a worker process mid-job: the job still completes (or files fail cleanly);
     no output is half-written in place, no temporary file is left."""
