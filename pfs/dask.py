@@ -245,7 +245,7 @@ class _Submitter:
         return self.client.submit(func, *args, pure=False), [job], False
 
     def _split(self, job: Job) -> Any:
-        from . import dask_tasks as t
+        from . import dask_split as t
         from .layout import mht_node_count
 
         c, key_id = self.client, self.keys.ids["key"]
@@ -265,7 +265,7 @@ class _Submitter:
     def _split_open(self, job: Job, tmp: str | None) -> Any:
         """A large file decrypted or verified in pieces: one task checks the metadata and walks the
         MHT, several authenticate (and decrypt) runs of node groups, one renames the output."""
-        from . import dask_tasks as t
+        from . import dask_split as t
         from .layout import DATA_ENTRIES_PER_MHT, NODE_SIZE, mht_node_count
 
         c, key_id = self.client, self.keys.ids["key"]
