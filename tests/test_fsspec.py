@@ -204,7 +204,7 @@ def test_path_binding_as_the_command(tmp_path: Path, key_file: Path):
 
 @pytest.mark.parametrize("target", ["file", "memory"])
 def test_random_reads(tmp_path: Path, key_file: Path, target: str):
-    data = random.Random(7).randbytes(700_000)
+    data = random.Random(7).randbytes(3_500_000)  # several of the read-ahead's 1 MiB chunks
     (tmp_path / "p.bin").write_bytes(data)
     encrypt(key_file, tmp_path / "p.bin", tmp_path / "e.bin", "--bind-prefix", "/data")
     path = f"{tmp_path}/e.bin"
@@ -225,9 +225,21 @@ def test_random_reads(tmp_path: Path, key_file: Path, target: str):
             assert f.read(n) == data[lo:lo + n]
         f.seek(-8, io.SEEK_END)
         assert f.read() == data[-8:]
+    with fs.open(path, "rb") as f:  # sequential: decrypted ahead in a thread; then a seek back
+        pieces = []
+        while piece := f.read(100_003):
+            pieces.append(piece)
+        assert b"".join(pieces) == data
+        f.seek(1_234_567)
+        assert f.read(70_000) == data[1_234_567:1_304_567]
+        for _ in range(5):
+            pieces.append(f.read(300_000))
+        assert b"".join(pieces[-5:]) == data[1_304_567:2_804_567]
+        f.seek(10)
+        assert f.read() == data[10:]
     for start, end in ((None, None), (-8, None), (100, 5000), (-20000, -8), (5000, 100), (None, 4096)):
         assert fs.cat_file(path, start, end) == data[start:end]
-    assert fs.cat_ranges([path, path], [0, 690_000], [10, 700_000]) == [data[:10], data[690_000:]]
+    assert fs.cat_ranges([path, path], [0, 3_490_000], [10, 3_500_000]) == [data[:10], data[3_490_000:]]
 
 
 @pytest.mark.parametrize("target", ["file", "memory"])
