@@ -1,4 +1,4 @@
-.PHONY: demo test setup lint bench bench-data bench-gramine bench-vfs bench-fuse bench-run bench-startup bench-mechanisms bench-sign clean
+.PHONY: demo test test-lowlevel setup lint bench bench-data bench-gramine bench-vfs bench-fuse bench-fuse-api bench-run bench-startup bench-mechanisms bench-sign clean
 
 demo: setup
 	scripts/demo.sh
@@ -11,6 +11,12 @@ setup: .venv/.installed
 test: setup
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
+	$(MAKE) --no-print-directory test-lowlevel
+
+# the FUSE suite again, every mount served by the inode-based low-level bridge (vfs/fuse_lowlevel.py)
+test-lowlevel: setup
+	PFSKIT_FUSE_API=lowlevel .venv/bin/python -m pytest -q tests/test_fuse.py tests/test_fuse_linux.py \
+		tests/test_fuse_limits.py
 
 lint:
 	.venv/bin/ruff check .
@@ -27,6 +33,10 @@ bench-vfs: setup
 
 bench-fuse: setup
 	.venv/bin/python bench/bench_fuse.py --repeat 3
+
+# libos mount's two FUSE bridges against each other (mfusepy's path API, libfuse's low-level API)
+bench-fuse-api: setup
+	.venv/bin/python bench/bench_fuse_api.py --repeat 2
 
 # libos run against native, bwrap and proot (as root; QUICK=1: a minute or so)
 bench-run: setup

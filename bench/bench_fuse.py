@@ -15,6 +15,7 @@ All three live in one temp folder under bench/ (same disk) and are measured in t
 - small files (--files, 0 to skip): write that many files of 1-16 KiB in 20 folders (open,
   write, close each), then on a freshly mounted file system with dropped caches list every folder
   with the attributes of each entry (`ls -l`), then read every file (checking its length);
+- tar -x of an archive of those small files (made outside the mounts) into a new folder;
 - sqlite (Python's sqlite3, default rollback journal): 200 transactions of 50 inserts of
   200-byte rows, then 2,000 point queries by primary key (transactions/s and queries/s).
 
@@ -106,6 +107,12 @@ class System:
 
     def mounted(self) -> bool:
         return False
+
+    def cycle(self) -> None:
+        """Start cold: unmount, drop the page cache, mount again."""
+        self.unmount()
+        drop_caches()
+        self.mount()
 
 
 class FuseSystem(System):
@@ -240,6 +247,29 @@ def small_write(root: Path, chunk: bytes, sizes: list[int]) -> float:
     return len(sizes) / (time.perf_counter() - start)
 
 
+def make_tar(work: Path, chunk: bytes, sizes: list[int]) -> Path:
+    """A tar archive (outside every mount) of ``sizes`` as small files in SMALL_DIRS folders."""
+    src = work / "tar-src"
+    src.mkdir()
+    for d in range(SMALL_DIRS):
+        (src / f"d{d}").mkdir()
+    for i, size in enumerate(sizes):
+        (src / f"d{i % SMALL_DIRS}" / f"f{i}").write_bytes(chunk[:size])
+    archive = work / "small.tar"
+    run(["tar", "-cf", str(archive), "-C", str(src), "."])
+    shutil.rmtree(src)
+    return archive
+
+
+def tar_extract(root: Path, archive: Path, files: int) -> float:
+    """files/s of ``tar -x`` of ``archive`` into a new folder ``root``."""
+    root.mkdir()
+    os.sync()
+    start = time.perf_counter()
+    run(["tar", "-xf", str(archive), "-C", str(root)])
+    return files / (time.perf_counter() - start)
+
+
 def small_list_and_read(root: Path, sizes: list[int]) -> tuple[float, float]:
     """(entries/s listing every folder with each entry's attributes, files/s reading every file)."""
     start = time.perf_counter()
@@ -282,7 +312,7 @@ def sqlite_work(root: Path) -> tuple[float, float]:
 
 
 def measure(system: System, chunk: bytes, count: int, offsets: list[int], warmup: list[int],
-            can_drop: bool, sizes: list[int]) -> dict[str, float | None]:
+            can_drop: bool, sizes: list[int], tar: Path | None = None) -> dict[str, float | None]:
     total = count * len(chunk)
     file = system.path / FILE_NAME
     t_write = seq_write(file, chunk, count)
@@ -290,13 +320,9 @@ def measure(system: System, chunk: bytes, count: int, offsets: list[int], warmup
     t_warm = seq_read(file, total)
     t_cold = None
     if can_drop:
-        system.unmount()
-        drop_caches()
-        system.mount()
+        system.cycle()
         t_cold = seq_read(file, total, sync=False)
-    system.unmount()
-    drop_caches()
-    system.mount()
+    system.cycle()
     ops = random_reads(file, chunk, offsets, warmup)
     results: dict[str, float | None] = {
         "write_MBps": total / t_write / 1e6,
@@ -308,11 +334,12 @@ def measure(system: System, chunk: bytes, count: int, offsets: list[int], warmup
         root = system.path / "small"
         root.mkdir()
         results["small_write_files_per_s"] = small_write(root, chunk, sizes)
-        system.unmount()
-        drop_caches()
-        system.mount()
+        system.cycle()
         results["small_list_entries_per_s"], results["small_read_files_per_s"] = small_list_and_read(root, sizes)
         shutil.rmtree(root)
+        if tar is not None:
+            results["tar_x_files_per_s"] = tar_extract(system.path / "tarx", tar, len(sizes))
+            shutil.rmtree(system.path / "tarx")
     results["sqlite_tx_per_s"], results["sqlite_queries_per_s"] = sqlite_work(system.path)
     return results
 
@@ -359,6 +386,7 @@ def main() -> int:
     systems.append(System(work))
     runs: dict[str, list[dict[str, float | None]]] = {s.name: [] for s in systems}
     try:
+        tar = make_tar(work, chunk, small_file_sizes(args.files)) if args.files else None
         for system in systems:
             system.setup()
             system.mount()
@@ -366,7 +394,7 @@ def main() -> int:
             for system in systems:
                 start = time.perf_counter()
                 runs[system.name].append(measure(system, chunk, count, offsets, warmup, can_drop,
-                                                 small_file_sizes(args.files)))
+                                                 small_file_sizes(args.files), tar))
                 print(f"  run {i + 1}/{args.repeat} {system.name}: {time.perf_counter() - start:.1f} s",
                       file=sys.stderr, flush=True)
                 (system.path / FILE_NAME).unlink()
@@ -387,7 +415,8 @@ def main() -> int:
     if args.files:
         keys += [("small_write_files_per_s", "small files: write", "/s"),
                  ("small_list_entries_per_s", "small files: ls -l", "/s"),
-                 ("small_read_files_per_s", "small files: read", "/s")]
+                 ("small_read_files_per_s", "small files: read", "/s"),
+                 ("tar_x_files_per_s", "small files: tar -x", "/s")]
     keys += [("sqlite_tx_per_s", "sqlite transactions", "/s"), ("sqlite_queries_per_s", "sqlite queries", "/s")]
     names = list(results)
     print(f"file size: {args.size_mib} MiB, best of {args.repeat}, {args.ops} random reads, {os.cpu_count()} CPUs")

@@ -36,6 +36,7 @@ from typing import Any
 from .file import OpenFile
 from .fuse_caller import caller_groups, only_clears_setid, time_arg
 from .fuse_links import LinkNames
+from .fuse_ll_abi import RENAME_NOREPLACE
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
 from .fuse_request import request_reader
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
@@ -76,6 +77,18 @@ def load_mfusepy():
         raise OSError(errno.ENOSYS, f"libfuse {mfusepy.fuse_version_major} was loaded (FUSE_LIBRARY_PATH or "
                       "FUSE_LIBRARY_NAME?); pfskit needs libfuse3: unset them or name libfuse3")
     return mfusepy
+
+
+FUSE_APIS = ("mfusepy", "lowlevel")
+
+
+def fuse_api(api: str | None = None) -> str:
+    """The FUSE API a mount uses: ``api``, else ``$PFSKIT_FUSE_API``, else ``"mfusepy"``."""
+    chosen = api or os.environ.get("PFSKIT_FUSE_API") or "mfusepy"
+    if chosen not in FUSE_APIS:
+        raise FuseError(errno.EINVAL, f"unknown FUSE API '{chosen}' (PFSKIT_FUSE_API or --fuse-api): "
+                                      f"use {' or '.join(FUSE_APIS)}")
+    return chosen
 
 
 def _not_served(*args: Any) -> int:
@@ -496,14 +509,26 @@ class FuseBridge:
         self._changed(inode, path)
         return 0
 
-    def rename(self, old: str, new: str) -> int:
+    def rename(self, old: str, new: str, flags: int = 0) -> int:
         self._check_write()
+        self.check_rename_flags(new, flags)
         if self._is_hide_rename(old, new):
             self._hide(old, self._hidden_name(new))  # type: ignore[arg-type]
         else:
             self.vfs.rename(self.ctx, old, new)
             self.links.renamed(old, new)
         return 0
+
+    def check_rename_flags(self, new: str, flags: int) -> None:
+        """``renameat2`` flags: RENAME_NOREPLACE over an existing name is EEXIST; the VFS has no
+        RENAME_EXCHANGE (nor RENAME_WHITEOUT): EINVAL, as a Linux file system without them, both
+        names left as they were (renaming instead would replace the target: a lost file)."""
+        if flags & ~RENAME_NOREPLACE:
+            raise err(errno.EINVAL, new)
+        if flags & RENAME_NOREPLACE:
+            with contextlib.suppress(FileNotFoundError):
+                self.vfs.stat(self.ctx, new, follow=False)
+                raise err(errno.EEXIST, new)
 
     def _request(self) -> int | None:
         return self.request() if self.request is not None else None
@@ -694,8 +719,11 @@ class FuseBridge:
 def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True, allow_other: bool = False,
           debug: bool = False, fsname: str = "pfskit", subtype: str = "pfs", writeback_cache: bool = True,
           direct_io: bool = False, keep_cache: bool = True, multithreaded: bool = False,
-          ready: Callable[[], None] | None = None) -> None:
+          ready: Callable[[], None] | None = None, api: str | None = None) -> None:
     """Mount ``vfs`` at ``mountpoint`` and serve requests until it is unmounted (blocks).
+
+    ``api``: ``"mfusepy"`` (libfuse's path-based API, the default) or ``"lowlevel"`` (its
+    inode-based API: :mod:`vfs.fuse_lowlevel`); None: ``$PFSKIT_FUSE_API``, else the default.
 
     ``direct_io`` bypasses the kernel's page cache for every file (files whose size isn't known
     before they are read, /proc's, always bypass it), at the cost of caching and of shared mmap.
@@ -711,6 +739,11 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     returns normally. Raises :class:`FuseError` if the mount can't be made, and
     :class:`UnmountFlushError` if files could not be flushed at the end.
     """
+    if fuse_api(api) == "lowlevel":
+        from .fuse_ll_serve import serve_lowlevel
+        return serve_lowlevel(vfs, mountpoint, writable=writable, foreground=foreground, allow_other=allow_other,
+                              debug=debug, fsname=fsname, subtype=subtype, writeback_cache=writeback_cache,
+                              direct_io=direct_io, keep_cache=keep_cache, multithreaded=multithreaded, ready=ready)
     mfusepy = load_mfusepy()
     if not mountpoint.startswith("/dev/fd/"):  # "/dev/fd/N": mounted already, on a device the caller opened
         check_fuse_device()
@@ -756,6 +789,11 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
                 return call()
             finally:
                 bridge.call_fh.fh = bridge.call_fh.hidden = None
+
+        def rename_fuse_3(self, old, new, flags):
+            """mfusepy drops renameat2's flags (RENAME_EXCHANGE became a plain, replacing rename)."""
+            return bridge.rename(old.decode(self.encoding, self.errors), new.decode(self.encoding, self.errors),
+                                 flags)
 
         def chmod_fuse_3(self, path, mode, fip):
             return self._with_fh(fip, lambda: super(Fuse, self).chmod_fuse_3(path, mode, fip))

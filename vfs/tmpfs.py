@@ -164,6 +164,17 @@ class TmpHandle(Handle):
     def read(self, offset: int, size: int) -> bytes:
         return bytes(self.inode.data[offset:offset + size])
 
+    def readinto(self, offset: int, buf: memoryview) -> int:
+        """One copy, straight from the file's bytes (``read`` makes two, and allocates them:
+        a 1 MiB FUSE read took 0.96 ms that way, 8x eight 128 KiB ones)."""
+        inode = self.inode
+        with inode.lock:  # a write may resize the bytes: not while they are exported
+            n = max(0, min(len(buf), len(inode.data) - offset))
+            if n:
+                with memoryview(inode.data) as data:
+                    buf[:n] = data[offset:offset + n]
+        return n
+
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
         if not len(data):
             return 0  # an empty write never extends the file

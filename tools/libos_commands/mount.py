@@ -25,21 +25,26 @@ from ..cli_support import CliError, describe_error
                    "$XDG_STATE_HOME/pfskit/mount.log (~/.local/state/pfskit/mount.log).")
 @click.option("--platform", "platform_file", metavar="FILE",
               help="The simulated SGX platform of a signed manifest (app.manifest.sgx), as for libos run.")
+@click.option("--fuse-api", type=click.Choice(["mfusepy", "lowlevel"]), default=None,
+              help="libfuse's path-based API through mfusepy (the default), or its inode-based low-level API "
+                   "(default: $PFSKIT_FUSE_API, else mfusepy).")
 @click.option("--debug", is_flag=True, help="Show tracebacks and FUSE requests.")
 def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allow_other: bool, expose_keys: bool,
-          log_file: str | None, platform_file: str | None, debug: bool) -> None:
+          log_file: str | None, platform_file: str | None, fuse_api: str | None, debug: bool) -> None:
     """Mount the whole file view MANIFEST defines (its fs.root, fs.mounts, /proc, /dev) at MOUNTPOINT.
 
     Unmount with `pfs umount MOUNTPOINT` (or Ctrl-C / SIGTERM of the daemon)."""
     # (here, not at the top: `libos mount --help` and usage errors need none of them)
     from libos import LibOS
     from libos.manifest import ManifestError
+    from vfs.fuse import fuse_api as chosen_api
     from vfs.fuse import load_mfusepy, serve
 
     from ..mounting import check_mountpoint, mount_log_path, run_mount
 
     try:
         check_mountpoint(mountpoint)
+        api = chosen_api(fuse_api)
         load_mfusepy()
         try:
             lo = LibOS.boot(manifest, platform=platform_file)
@@ -57,7 +62,7 @@ def mount(manifest: str, mountpoint: str, readonly: bool, foreground: bool, allo
                   # host folders change behind the mount's back; the writeback cache would trust
                   # its own sizes over theirs (and over a hard link's other names)
                   writeback_cache=False, keep_cache=False,
-                  multithreaded=True, ready=ready)  # multithreaded: a FIFO open or read may block one request
+                  multithreaded=True, ready=ready, api=api)  # multithreaded: a FIFO open or read may block one request
 
         run_mount(run, mountpoint, foreground=foreground, log_file=log_file, prog="libos")
         if not foreground:
