@@ -72,13 +72,15 @@ def main() -> int:
         df = make_frame(args.size_mb)
         plain_csv, plain_pq = work / "t.csv", work / "t.parquet"
         df.to_csv(plain_csv, index=False)
-        pq_rows = len(df)
-        while True:  # the Parquet file compresses: grow it to about the same size as the CSV
+        df.to_parquet(plain_pq, row_group_size=1_000_000)
+        # the Parquet file compresses: make it about as large as the CSV, with more rows
+        want_rows = int(len(df) * args.size_mb * 1e6 / plain_pq.stat().st_size)
+        if want_rows > len(df):
+            copies = -(-want_rows // len(df))
+            df = pd.concat([df.assign(id=df["id"] + i * len(df)) for i in range(copies)], ignore_index=True)
+            df = df.iloc[:want_rows]
             df.to_parquet(plain_pq, row_group_size=1_000_000)
-            if plain_pq.stat().st_size >= args.size_mb * 1e6 * 0.95:
-                break
-            df = pd.concat([df, df.assign(id=df["id"] + len(df))], ignore_index=True)
-            pq_rows = len(df)
+        pq_rows = len(df)
         del df
         for name in ("t.csv", "t.parquet"):
             subprocess.run([*pfs, "encrypt", "-q", "-w", str(key), "-i", str(work / name), "-o",
