@@ -21,7 +21,6 @@ from typing import Any
 from pal import HostFile, random_bytes
 
 from .fileio import PfsRawIO
-from .fsspec_readahead import ReadAheadRaw
 from .fsspec_storage import FileObjectStorage, SpillStorage
 from .protected_file import ProtectedFile
 from .storage import BorrowedStorage
@@ -152,11 +151,8 @@ def open_protected(target: Any, path: str, mode: str, key: bytes, bound: str, *,
         if abort is not None:
             abort()
         raise
-    if writable:
-        raw: PfsRawIO = _PfsRaw(pf, commit=commit, abort=abort, readable=readable, writable=writable,
-                                append=kind == "a", name=path, mode=mode)
-    else:
-        raw = ReadAheadRaw(pf, name=path, mode=mode)
+    raw = _PfsRaw(pf, commit=commit, abort=abort, readable=readable, writable=writable,
+                  append=kind == "a", name=path, mode=mode)
     if kind == "a":
         raw.seek(0, io.SEEK_END)
     cls = PfsRandom if readable and writable else PfsWriter if writable else PfsReader
