@@ -113,7 +113,7 @@ def test_dask_dataframes_on_a_process_cluster(data, tmp_path: Path):
     from distributed import Client, LocalCluster
 
     so = {"pfs": data["opts"]}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster):
         got = dd.read_csv(f"pfs::file://{data['enc']}/*.csv", storage_options=so, blocksize=300_000)
         assert got.npartitions > 3  # files split in ranges: random reads on the workers
