@@ -24,7 +24,8 @@ PFS = [sys.executable, "-m", "tools.pfs_cli"]
 
 
 def run_pfs(*args: str) -> None:
-    subprocess.run([*PFS, *args], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run([*PFS, *args], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def frame(rows: int, seed: int) -> pd.DataFrame:
