@@ -221,6 +221,12 @@ def main() -> None:
             fail(f"{tool} is not installed (scripts/setup.sh installs it, as root)")
     if not os.path.exists(LIBOS):
         fail(f"{LIBOS} not found: run scripts/setup.sh")
+    # the runner's modules compiled, as an installed package's are: with PYTHONDONTWRITEBYTECODE
+    # set and sources changed since their last compile, every libos run would compile them again
+    root = Path(__file__).resolve().parent.parent
+    check([sys.executable, "-m", "compileall", "-q", *(str(root / p) for p in ("tools", "libos", "vfs", "pfs", "pal"))],
+          env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+    load_before = os.getloadavg()
 
     base = Path(args.dir) if args.dir else Path(__file__).resolve().parent
     top = Path(tempfile.mkdtemp(prefix="run-bench-", dir=base))
@@ -299,13 +305,16 @@ def main() -> None:
             shutil.rmtree(top, ignore_errors=True)
         else:
             print(f"bench_run: left {top} in place (still mounted)", file=sys.stderr)
-    report(results, io_rows, memory, repeat, files, size_mib, args.json)
+    load = (*load_before, *os.getloadavg())
+    report(results, io_rows, memory, repeat, files, size_mib, args.json, load)
 
 
 def report(results: dict[str, dict[str, float]], io_rows: list[str], memory: list[tuple[float, float]],
-           repeat: int, files: int, size_mib: int, json_out: str | None) -> None:
+           repeat: int, files: int, size_mib: int, json_out: str | None, load: tuple[float, ...]) -> None:
     print(f"median of {repeat} runs, ms (tar: {files} files; sha256sum: {size_mib} MiB; {os.cpu_count()} CPUs); "
           "encrypted rows: native/bwrap/proot on a `pfs mount` of the folder, libos run on its encrypted mount")
+    print(f"load average (1, 5, 15 min) before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"after: {load[3]:.2f} {load[4]:.2f} {load[5]:.2f}")
     print(f"{'workload':28s}" + "".join(f"{n:>10s}" for n in LAUNCHERS)
           + f"{'native/libos':>14s}{'proot/libos':>13s}{'net':>8s}")
     floor = results["chroot: /bin/true"]
@@ -337,6 +346,7 @@ def report(results: dict[str, dict[str, float]], io_rows: list[str], memory: lis
     if json_out:
         Path(json_out).write_text(json.dumps({
             "repeat": repeat, "files": files, "size_MiB": size_mib, "median_s": results,
+            "load_average_before_after": load,
             "runner_peak_vmhwm_MB": hwm, "run_maxrss_MB": maxrss,
             "targets": [{"what": w, "ok": ok, "value": v} for w, ok, v in verdicts]}, indent=2))
 

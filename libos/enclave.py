@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import LibosError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["SIGNED_SUFFIX", "EnclaveStartError", "is_signed", "load_enclave", "sig_path", "unsigned_special_key"]
 
@@ -37,6 +39,8 @@ def is_signed(path: str | os.PathLike[str] | None) -> bool:
 
 def sig_path(manifest_path: str | os.PathLike[str]) -> Path:
     """Where the loader looks for the SIGSTRUCT of ``manifest_path``: ``app.manifest.sgx`` -> ``app.sig``."""
+    from pathlib import Path  # (not at import: every libos run boots through this module)
+
     path = Path(manifest_path)
     return path.with_name(path.name.removesuffix(SIGNED_SUFFIX) + ".sig")
 
@@ -56,6 +60,8 @@ def load_enclave(manifest_path: str | os.PathLike[str], raw: dict[str, Any], *, 
     """The :class:`pal.sgx.enclave.Enclave` of the signed manifest at ``manifest_path`` (its parsed
     TOML ``raw``), after EINIT's checks; ``platform``: a ``Platform``, a platform file's path, or
     None (the default platform). Raises :class:`EnclaveStartError`."""
+    from pathlib import Path
+
     from pal.sgx.enclave import ATTESTATION_TYPES, Enclave
     from pal.sgx.identity import EnclaveIdentity
     from pal.sgx.keys import KeyRequestError, parse_seal_key_masks

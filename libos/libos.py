@@ -7,7 +7,6 @@ import logging
 import os
 import stat as st
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pal import time_ns
@@ -94,7 +93,7 @@ class LibOS:
         from .manifest import load_manifest
 
         if not isinstance(manifest, ManifestType):
-            manifest = load_manifest(Path(manifest), host_env=host_env)
+            manifest = load_manifest(manifest, host_env=host_env)
         from vfs.encrypted import KeyStore
 
         from .enclave import EnclaveStartError, is_signed, load_enclave, unsigned_special_key

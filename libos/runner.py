@@ -7,8 +7,9 @@ How the view is built (docs/run.md has the whole story):
    runner leaves nothing mounted), then serves it from a thread (:func:`vfs.fuse.serve` on
    ``/dev/fd/N``) for every process of the run: one daemon, one view.
 2. A child unshares a mount and a PID namespace and forks the namespace's pid 1 (:func:`_init`),
-   which attaches the view, puts host bind mounts over the chroot mounts that need no check at
-   open (:func:`libos.loader.mount_plan`), mounts a real ``/proc`` and a small ``/dev``,
+   which takes the host parts while the view's session starts, then attaches the view, puts
+   host bind mounts over the chroot mounts that need no check at open
+   (:func:`libos.loader.mount_plan`), mounts a real ``/proc`` and a small ``/dev``,
    ``pivot_root``s into the view and forks the program, which takes its uid/gid, cwd and limits
    and ``execve``s the entry point.
 3. pid 1 reaps, forwards the signals the runner passes on, and exits with the program's status
@@ -245,9 +246,6 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
         os.close(fuse_fd)
         os.close(go_w)
         os.close(status_r)
-        if os.read(go_r, 1) != b"1":
-            os._exit(1)
-        os.close(go_r)
         ns.unshare(ns.CLONE_NEWNS | ns.CLONE_NEWPID)
         hold_r, hold_w = os.pipe2(os.O_CLOEXEC)  # pid 1 waits for its process group and our report
         pid = os.fork()
@@ -258,9 +256,10 @@ def _child(fuse_fd: int, view: int, go_r: int, go_w: int, status_r: int, status_
             if os.read(hold_r, 1) != b"1":
                 os._exit(1)
             os.close(hold_r)
-            _init(view, status_w, plan, binds, report_stops=tty is not None)
+            _init(view, go_r, status_w, plan, binds, report_stops=tty is not None)
         os.close(hold_r)
         os.close(view)
+        os.close(go_r)
         given = False
         if tty is not None:
             os.setpgid(pid, pid)
@@ -286,14 +285,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child and in p
         os._exit(1)
 
 
-def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec], *,
+def _init(view: int, go_r: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec], *,
           report_stops: bool) -> None:  # pragma: no cover - runs as pid 1
     """pid 1 of the run's PID namespace: build the view, start the program, reap, pass signals on
     (and, on a terminal, tell the runner when the program stops)."""
     code = 1
     try:
         _die_with_parent()
-        _build_view(view, binds)
+        _build_view(view, binds, go_r)
         program = os.fork()
         if program == 0:
             _exec(plan, status_w)
@@ -307,7 +306,10 @@ def _init(view: int, status_w: int, plan: LaunchPlan, binds: list[MountSpec], *,
         os._exit(code)
 
 
-def _build_view(view: int, binds: list[MountSpec]) -> None:  # pragma: no cover - runs as pid 1
+def _build_view(view: int, binds: list[MountSpec], go_r: int) -> None:  # pragma: no cover - runs as pid 1
+    """The run's root: the view, the host binds, /dev and /proc over it, pivoted into. The host
+    parts are taken while the runner's FUSE session starts; ``go_r`` says when the view is served
+    (b"1"; EOF: serving failed, pid 1 gives up), before the first look into it."""
     from pal import namespaces as ns
 
     ns.mount(None, "/", None, ns.MS_REC | ns.MS_PRIVATE)  # nothing propagates to the host
@@ -320,6 +322,9 @@ def _build_view(view: int, binds: list[MountSpec]) -> None:  # pragma: no cover 
     nodes = {name: ns.open_tree(f"/dev/{name}", recursive=False) for name in DEV_NODES
              if os.path.exists(f"/dev/{name}")}
     pts = ns.open_tree("/dev/pts", recursive=False) if os.path.isdir("/dev/pts") else None
+    if os.read(go_r, 1) != b"1":
+        os._exit(1)
+    os.close(go_r)
     ns.move_mount(view, STAGE)
     os.close(view)
     attestation = ns.open_tree(f"{STAGE}/dev/attestation", recursive=False)

@@ -14,15 +14,10 @@ import os
 from pal import HostFile
 
 from .layout import RECOVERY_SUFFIX
-from .paths import normalize_bound_path
+from .paths import normalize_bound_path, recovery_path
 from .protected_file import DEFAULT_CACHE_SIZE, ProtectedFile
 
 __all__ = ["RECOVERY_SUFFIX", "PfsRawIO", "open", "recovery_path"]
-
-
-def recovery_path(path: str | os.PathLike) -> str:
-    """Where Gramine keeps the recovery journal of ``path``."""
-    return os.fspath(path) + RECOVERY_SUFFIX
 
 
 class PfsRawIO(io.RawIOBase):

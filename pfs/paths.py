@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
+
+from .layout import RECOVERY_SUFFIX
+
+
+def recovery_path(path: str | os.PathLike) -> str:
+    """Where Gramine keeps the recovery journal of ``path``."""
+    return os.fspath(path) + RECOVERY_SUFFIX
 
 
 def normalize_bound_path(path: str) -> str:

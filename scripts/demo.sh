@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the built-in sample data: key, encrypt a folder for a Gramine manifest, info,
-# verify, decrypt, compare, and read the files back through the LibOS booted from that manifest.
+# verify, decrypt, compare, run python3 inside the manifest's view (libos run), sign an enclave
+# manifest and seal data to it on a simulated SGX platform (with a quote verified outside), and read
+# the files back through the LibOS booted from the manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PFS="$PWD/.venv/bin/pfs"
@@ -8,7 +10,7 @@ PY="$PWD/.venv/bin/python"
 OUT=demo-out
 rm -rf "$OUT" && mkdir -p "$OUT"
 cp -r samples/data "$OUT/plain"
-cp samples/app.manifest.toml samples/run.manifest.toml "$OUT/"
+cp samples/app.manifest.toml samples/run.manifest.toml samples/sealed.manifest.toml "$OUT/"
 cd "$OUT"  # the application's folder: the manifest's relative URIs (file:enc/) start here
 # one bigger file, made here so the repository stays small (crosses the second MHT level)
 "$PY" -c "import random; r=random.Random(7); open('plain/random-16MiB.bin','wb').write(r.randbytes(16<<20))"
@@ -45,6 +47,28 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
     "$PFS" decrypt -q -w wrap.key -i enc/summary.txt -o summary.txt --expect-path enc/summary.txt
     /usr/bin/python3 -c "$PROG" plain native-summary.txt >/dev/null  # the same program, natively
     cmp summary.txt native-summary.txt && echo "demo: libos run wrote (encrypted): $(cat summary.txt), as a native run does"
+    # sealed data and attestation on a simulated SGX platform (a platform file of the demo's own)
+    echo "== libos sign"
+    "$LIBOS" gen-private-key -o enclave-key.pem
+    mkdir -p sealed out
+    "$LIBOS" sign -q -k enclave-key.pem -m sealed.manifest.toml -o sealed.manifest.sgx -s sealed.sig
+    MRENCLAVE=$("$LIBOS" sigstruct-view --json sealed.sig | "$PY" -c "import json, sys; print(json.load(sys.stdin)['mr_enclave'])")
+    echo "demo: MRENCLAVE $MRENCLAVE"
+    echo "== libos run (sealed)"
+    SEAL='open("/sealed/secret.txt", "w").write("known only to this enclave\n")'
+    UNSEAL='import os, sys
+print("the enclave reads back:", open("/sealed/secret.txt").read().strip())
+open("/dev/attestation/user_report_data", "wb").write(bytes.fromhex(sys.argv[1]))
+open("/out/quote.bin", "wb").write(open("/dev/attestation/quote", "rb").read())'
+    NONCE=$("$PY" -c "import secrets; print(secrets.token_hex(32))")
+    "$LIBOS" run --platform platform.sgx sealed.manifest.sgx -- -c "$SEAL"
+    "$LIBOS" run --platform platform.sgx sealed.manifest.sgx -- -c "$UNSEAL" "$NONCE"
+    if grep -q "known only" sealed/secret.txt; then echo "demo: plaintext on the host!"; exit 1; fi
+    if "$LIBOS" run --platform other-machine.sgx sealed.manifest.sgx -- -c 'open("/sealed/secret.txt").read()' 2>/dev/null; then
+        echo "demo: another platform opened the sealed file!"; exit 1
+    fi
+    echo "demo: on another (simulated) machine the sealed file does not open (EACCES)"
+    "$LIBOS" quote verify out/quote.bin --platform platform.sgx --mrenclave "$MRENCLAVE" --report-data "${NONCE}$(printf '0%.0s' {1..64})"
 else
     echo "== libos run: skipped (needs root and /dev/fuse)"
 fi

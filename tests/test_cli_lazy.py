@@ -3,12 +3,14 @@ pays it on every run). Structural checks, not timings: which modules a real proc
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 import pytest
+from helpers import require
 
 from tools import libos_cli, pfs_cli
 from tools.lazy_group import LazyGroup
@@ -141,3 +143,77 @@ def test_mount_help_imports_no_vfs(tmp_path: Path, entry: str, command: str) -> 
     """A mount command's help (and its usage errors) come before the VFS and FUSE are loaded."""
     modules = imported(tmp_path, entry, command, "--help")
     assert heavy_in(modules, ("vfs", "libos.libos", "mfusepy")) == []
+
+
+def _run_manifest(tmp_path: Path, *, encrypted: bool) -> Path:
+    """A manifest running /bin/true over the host's /usr, /lib*, /bin, /etc, a tmpfs /tmp and,
+    with ``encrypted``, an encrypted /w as its start folder (no file of it opened)."""
+    mounts = [f'{{ path = "{p}", uri = "file:{os.path.realpath(p)}" }}' for p in
+              ("/usr", "/lib", "/lib64", "/bin", "/etc") if os.path.isdir(p)]
+    mounts.append('{ type = "tmpfs", path = "/tmp" }')
+    lines = ['libos.entrypoint = "/bin/true"']
+    if encrypted:
+        (tmp_path / "enc").mkdir()
+        mounts.append(f'{{ type = "encrypted", path = "/w", uri = "file:{tmp_path / "enc"}/", key_name = "k" }}')
+        lines += ['fs.start_dir = "/w"', f'fs.insecure__keys.k = "{"ab" * 16}"']
+    path = tmp_path / "m.toml"
+    path.write_text("\n".join([*lines, "fs.mounts = [", *[f"  {m}," for m in mounts], "]"]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["chroot", "encrypted"])
+def test_libos_run_imports_no_click_and_no_crypto_it_does_not_use(tmp_path: Path, encrypted: bool) -> None:
+    """A plain ``libos run MANIFEST`` (what every run pays) is read without click, and loads the
+    encrypted-file code (cryptography) only when a program opens an encrypted file: not for a
+    manifest without encrypted mounts, nor for one whose program opens none of its files."""
+    require(os.geteuid() == 0 and os.path.exists("/dev/fuse"), "libos run needs root and /dev/fuse")
+    modules = imported(tmp_path, "tools.libos_cli:main", "run", str(_run_manifest(tmp_path, encrypted=encrypted)))
+    assert "libos.runner" in modules and "mfusepy" in modules  # it did run
+    unused = ("click", "cryptography", "pfs.protected_file", "pfs.fileio", "tools.libos_commands", "pathlib", "uuid",
+              "ctypes.util", "subprocess", "tempfile")
+    assert heavy_in(modules, unused) == []
+
+
+@pytest.mark.parametrize("args", [
+    ["m.toml"], ["m.toml", "--", "-c", "x"], ["m.toml", "a", "--debug", "-k", "x=y"], ["--", "m.toml", "--", "a"],
+    ["--", "-m.toml"], ["m.toml", "--", "--", "a"], ["-k", "a=b", "--key", "c=d", "--key=e=f", "-kg=h", "m.toml"],
+    ["--debug", "-k", "a=b=c", "m.toml", "-k", "x"], ["-k", "a=b", "--debug", "--", "m.toml", "-c"],
+])
+def test_libos_run_plain_command_line_reads_as_click_does(args: list[str]) -> None:
+    """What the click-free reader of ``libos run`` makes of a command line is what click makes of it."""
+    from tools.libos_commands.run import run
+    from tools.libos_run import parse_plain
+
+    parsed = parse_plain(args)
+    assert parsed is not None, args
+    params = run.make_context("run", list(args)).params
+    rest = list(params["args"])
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    assert parsed == (params["manifest"], rest, list(params["keys"]), params["debug"])
+
+
+@pytest.mark.parametrize("args", [
+    [], ["--help"], ["-h", "m.toml"], ["--debug"], ["-k"], ["-k", "bad", "m.toml"], ["--key=", "m.toml"],
+    ["--keys", "a=b", "m.toml"], ["-", "m.toml"], ["--debug=1", "m.toml"], ["-x", "m.toml"],
+])
+def test_libos_run_other_command_lines_go_to_click(args: list[str]) -> None:
+    """Help, unknown options, a missing MANIFEST or a malformed --key are click's to answer."""
+    from tools.libos_run import parse_plain
+
+    assert parse_plain(args) is None
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["-k", "bad", "m.toml"], "Error: --key 'bad': expected NAME=FILE (a key file, as 'pfs gen-key -w' writes)"),
+    ([], "Error: Missing argument 'MANIFEST'."),
+    (["--nope", "m.toml"], "libos: error: manifest '--nope' not found: No such file or directory"),
+])
+def test_libos_run_usage_errors_as_before(tmp_path: Path, args: list[str], expected: str) -> None:
+    """Command lines the plain reader leaves to click get click's answers (exit status 2 for
+    usage errors; an unknown option before MANIFEST is taken as MANIFEST, as click does)."""
+    proc = subprocess.run([sys.executable, "-c", "import tools.libos_cli as c; c.main()", "run", *args], cwd=tmp_path,
+                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.stderr.strip().splitlines()[-1] == expected
+    assert proc.returncode == (1 if expected.startswith("libos:") else 2)
+    assert "Traceback" not in proc.stderr

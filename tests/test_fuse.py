@@ -708,6 +708,21 @@ def test_libfuse2_is_refused_with_a_clear_error() -> None:
     assert "OSError: [Errno 38] libfuse 2 was loaded" in proc.stderr and "needs libfuse3" in proc.stderr
 
 
+@pytest.mark.parametrize("env", [{}, {"FUSE_LIBRARY_NAME": "fuse3"}], ids=["default", "FUSE_LIBRARY_NAME"])
+def test_libfuse3_is_loaded_with_ctypes_util_only_when_needed(env: dict[str, str]) -> None:
+    """mfusepy gets libfuse3 by its soname, ctypes.util (subprocess, tempfile) left unloaded; a
+    library named by FUSE_LIBRARY_NAME is still found (ctypes.util's find_library, loaded then)
+    and ctypes.util is the real module afterwards."""
+    code = ("import sys; from vfs.fuse import load_mfusepy; m = load_mfusepy()\n"
+            "loaded = 'ctypes.util' in sys.modules\n"
+            "import ctypes.util; assert ctypes.util.find_library('c')\n"
+            "print(m.fuse_version_major, loaded, 'subprocess' in sys.modules)")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FUSE_LIBRARY")}
+    proc = run([sys.executable, "-c", code], env={**clean, **env})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == (["3", "True", "True"] if env else ["3", "False", "True"])
+
+
 @pytest.mark.require(LIBFUSE3, "libfuse3 not installed")
 def test_libfuse3_mount_basics(tmp_path: Path, key: Path, dirs, mounter: Mounter) -> None:
     enc, mnt = dirs

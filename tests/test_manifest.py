@@ -497,3 +497,18 @@ def test_legacy_mount_errors_name_the_mount(tmp_path):
 @pytest.mark.parametrize("key", ["loader.log_level", "fs.start_dir", "sgx.file_check_policy"])
 def test_empty_strings_are_not_defaults(tmp_path, key):
     assert error_for(tmp_path, f'{key} = ""').key == key
+
+
+@pytest.mark.parametrize("written", ["m.toml", "./m.toml", "sub/../m.toml", ".//sub/./m2.toml"])
+def test_manifest_source_and_folder_as_pathlib_writes_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           written: str) -> None:
+    """A manifest's ``source`` is its path as pathlib writes it (``.`` and empty parts dropped,
+    ``..`` kept), and relative ``file:`` URIs resolve against its folder."""
+    (tmp_path / "sub").mkdir()
+    for name in ("m.toml", "sub/m2.toml"):
+        (tmp_path / name).write_text('libos.entrypoint = "/bin/true"\n'
+                                     'fs.mounts = [{ path = "/d", uri = "file:data" }]\n')
+    monkeypatch.chdir(tmp_path)
+    m = load_manifest(written)
+    assert m.source == str(Path(written))
+    assert m.mounts[0].uri == str((tmp_path / Path(written).parent / "data").resolve())

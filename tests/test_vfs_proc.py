@@ -349,6 +349,9 @@ def test_sys_kernel(env):
     boot = read(vfs, ctx, "/proc/sys/kernel/random/boot_id")
     assert boot == read(vfs, ctx, "/proc/sys/kernel/random/boot_id")
     assert str(uuid.UUID(boot.decode().strip())) == boot.decode().strip()
+    for text in (boot, read(vfs, ctx, "/proc/sys/kernel/random/uuid")):  # random ones, as Linux's
+        made = uuid.UUID(text.decode().strip())
+        assert (made.version, made.variant) == (4, uuid.RFC_4122)
     u1, u2 = (read(vfs, ctx, "/proc/sys/kernel/random/uuid") for _ in range(2))
     assert u1 != u2 and len(u1) == len(host("/proc/sys/kernel/random/uuid")) == 37
     assert int(read(vfs, ctx, "/proc/sys/fs/pipe-max-size")) == int(host("/proc/sys/fs/pipe-max-size"))

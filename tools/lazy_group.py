@@ -19,18 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from gettext import gettext as _
-from typing import Any, NamedTuple
+from typing import Any
 
 import click
 
+from .lazy_command import LazyCommand
 
-class LazyCommand(NamedTuple):
-    """Where a subcommand lives: ``module.attribute`` is the :class:`click.Command`; ``help`` is
-    the first paragraph of its docstring."""
-
-    module: str
-    attribute: str
-    help: str
+__all__ = ["LazyCommand", "LazyGroup"]
 
 
 class LazyGroup(click.Group):

@@ -36,7 +36,6 @@ number of entries), so a second open of an unchanged file does not re-hash it.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import stat as st
@@ -206,6 +205,8 @@ class ChrootFs(FileSystem):
 
     def verified_chunks(self, host_path: str, fd: int, expected: bytes | None) -> tuple[int, list[bytes]]:
         """Hash the trusted file open as ``fd``: (size, per-chunk digests), or EACCES on a mismatch."""
+        import hashlib  # (trusted files only: not loaded for the other mounts)
+
         s = pal.host_fstat(fd)
         fingerprint = (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
         with self._verified_lock:
@@ -265,6 +266,8 @@ def hash_trusted_files(trusted: dict[str, bytes | None]) -> dict[str, bytes | No
     """``trusted`` with the SHA-256 of every file entry given without one (each logged), as read
     now: called once when a LibOS boots, so a change on the host during the run is refused. A file
     that can't be read now keeps ``None`` (it is pinned at its first open instead)."""
+    import hashlib
+
     result = dict(trusted)
     for path, digest in trusted.items():
         if digest is not None or path.endswith("/"):
@@ -615,6 +618,8 @@ class TrustedHandle(HostHandle):
         self._last: tuple[int, bytes] | None = None  # (chunk index, verified bytes)
 
     def _chunk(self, index: int) -> bytes:
+        import hashlib
+
         if self._last is not None and self._last[0] == index:
             return self._last[1]
         start = index * TRUSTED_CHUNK

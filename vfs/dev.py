@@ -18,8 +18,9 @@ core can't express that yet).
 ``attestation/keys/NAME``, as in Gramine: the directory lists the key store's names; reading a
 key gives its 16 raw bytes (nothing while the key is known but not set); writing exactly 16
 bytes at offset 0 sets it (encrypted mounts that use that name see it from then on), any other
-write gives EINVAL. Looking up an unknown name gives ENOENT; ``open(O_CREAT)`` makes a new name
-(listed, empty) that a write then sets. Key files are mode 0666 as Gramine's (every process of a
+write gives EACCES (Gramine's errno). Looking up an unknown name gives ENOENT; ``open(O_CREAT)`` of
+a new name gives EACCES (Gramine's folder is r-x): the names are the manifest's keys
+(``fs.insecure__keys``, the encrypted mounts' ``key_name``s). Key files are mode 0666 as Gramine's (every process of a
 LibOS is in one trust domain), and ``stat`` reports size 0 like other pseudo files.
 
 Shown to the host (``libos mount``), the keys would be readable by anyone who can reach the
@@ -214,9 +215,8 @@ class KeyHandle(Handle):
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
         if offset != 0 or len(data) != KEY_SIZE:
-            raise err(errno.EINVAL)
+            raise err(errno.EACCES)  # Gramine: a write of anything but the 16 bytes of a key
         self.fs.keys.set(self.name, bytes(data))  # type: ignore[union-attr]
-        self.fs.pending_keys.discard(self.name)
         return KEY_SIZE
 
     def truncate(self, size: int) -> None:
@@ -231,8 +231,7 @@ class KeysDir(DevDir):
 
     def _names(self) -> list[str]:
         fs: DevFs = self.fs  # type: ignore[assignment]
-        names = list(fs.keys.names()) if hasattr(fs.keys, "names") else []
-        return names + [n for n in sorted(fs.pending_keys) if n not in names]
+        return list(fs.keys.names()) if hasattr(fs.keys, "names") else []
 
     def lookup(self, name: str) -> Inode | None:
         if name in self._names():
@@ -243,15 +242,9 @@ class KeysDir(DevDir):
         return [(name, KeyFile(self.fs, name)) for name in self._names()]  # type: ignore[arg-type]
 
     def create(self, name: str, mode: int, uid: int, gid: int) -> Inode:
-        fs: DevFs = self.fs  # type: ignore[assignment]
         if name in self._names():
             raise err(errno.EEXIST)
-        declare = getattr(fs.keys, "declare", None)
-        if declare is not None:
-            declare(name)  # the store lists it from now on
-        else:
-            fs.pending_keys.add(name)
-        return KeyFile(fs, name)
+        raise err(errno.EACCES)  # Gramine: keys/ is r-x, a key name comes from the manifest
 
 
 # ---------------------------------------------------------------------------------------------- file system
@@ -274,7 +267,6 @@ class DevFs(FileSystem):
         self.keys = keys
         self.readonly_keys = frozenset(readonly_keys)
         self.key_owner: tuple[int, int] | None = None  # (uid, gid) once shown to the host with keys
-        self.pending_keys: set[str] = set()
         self._key_inos: dict[str, int] = {}
         root = self._root = DevDir(self)
         for name, major, minor in DEVICES:

@@ -50,16 +50,19 @@ import stat as st
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pal
+import pfs  # pfs.ProtectedFile (and cryptography) loads at the first open of a file, not at boot
 from pfs.errors import NotEncryptedError
-from pfs.fileio import RECOVERY_SUFFIX, recovery_path
-from pfs.layout import KEY_SIZE, NODE_SIZE
-from pfs.paths import normalize_bound_path
-from pfs.protected_file import ProtectedFile
+from pfs.layout import KEY_SIZE, NODE_SIZE, RECOVERY_SUFFIX
+from pfs.paths import normalize_bound_path, recovery_path
 
 from .chroot import ChrootFs, HostInode, host_open_noatime
 from .node import Handle, Inode, Stat, err
+
+if TYPE_CHECKING:
+    from pfs.protected_file import ProtectedFile
 
 log = logging.getLogger("vfs.encrypted")
 
@@ -239,7 +242,7 @@ class EncryptedFs(ChrootFs):
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         journal = pal.HostFile(jpath, writable=host.writable)
-            pf = ProtectedFile.open(host, key, bound, writable=writable, recovery=journal,
+            pf = pfs.ProtectedFile.open(host, key, bound, writable=writable, recovery=journal,
                                     cache_size=FILE_CACHE_NODES)
         except OSError as exc:
             host.close()
@@ -256,7 +259,7 @@ class EncryptedFs(ChrootFs):
         fd = pal.host_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW, mode & 0o7777)
         host = pal.HostFile.from_fd(fd, path, writable=True)
         try:
-            pf = ProtectedFile.create(host, key, self.bound_path(path))
+            pf = pfs.ProtectedFile.create(host, key, self.bound_path(path))
             pf.flush(sync=False)  # a valid empty file; durable with the first fsync, as on Linux
             pf.close()
         except BaseException:
@@ -299,7 +302,7 @@ class EncryptedFs(ChrootFs):
         except OSError:
             return s.st_size
         try:
-            pf = ProtectedFile.open(host, self.key(inode.path), self.bound_path(inode.path), cache_size=1)
+            pf = pfs.ProtectedFile.open(host, self.key(inode.path), self.bound_path(inode.path), cache_size=1)
         except OSError:
             host.close()
             return s.st_size
@@ -479,7 +482,7 @@ class EncryptedInode(HostInode):
         self.fs.check_writable(self.path)
         self.acquire(True)
         try:
-            self.call(ProtectedFile.truncate, size)
+            self.call(pfs.ProtectedFile.truncate, size)
         finally:
             self.release()
 
@@ -576,25 +579,25 @@ class EncryptedHandle(Handle):
         self._closed = False
 
     def read(self, offset: int, size: int) -> bytes:
-        return self.inode.call(ProtectedFile.read, offset, size)
+        return self.inode.call(pfs.ProtectedFile.read, offset, size)
 
     def readinto(self, offset: int, buf: memoryview) -> int:
-        return self.inode.call(ProtectedFile.readinto, offset, buf)
+        return self.inode.call(pfs.ProtectedFile.readinto, offset, buf)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
-        return self.inode.call(ProtectedFile.write, offset, data)
+        return self.inode.call(pfs.ProtectedFile.write, offset, data)
 
     def truncate(self, size: int) -> None:
         """``ftruncate``: mtime and ctime change at once, as on Linux (the host file's times are
         the file's: the change is written out now, not at the next flush)."""
-        self.inode.call(ProtectedFile.truncate, size)
+        self.inode.call(pfs.ProtectedFile.truncate, size)
         self.inode.utimens(None, pal.time_ns())
 
     def size(self) -> int:
         return self.inode.call(lambda pf: pf.size)
 
     def fsync(self) -> None:
-        self.inode.call(ProtectedFile.flush)
+        self.inode.call(pfs.ProtectedFile.flush)
 
     def flush(self) -> None:
         self.inode.call(lambda pf: pf.flush(sync=False) if pf.writable else None)

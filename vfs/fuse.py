@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -40,11 +39,13 @@ from .fuse_ll_abi import RENAME_NOREPLACE
 from .fuse_readahead import READ_AHEAD_KB, fuse_device, raise_read_ahead, raise_read_ahead_when_mounted  # noqa: F401
 from .fuse_request import request_reader
 from .fuse_session import FUSE_MAIN_FAILURES, FuseError, SignalStop, UnmountFlushError, check_fuse_device
+from .fuse_threads import keep_thread_state
 from .node import UTIME_NOW, Stat, TimeArg, err
 from .vfs import VFS, Context, Location
 
 log = logging.getLogger("vfs.fuse")
 
+LIBFUSE3_SONAME = "libfuse3.so.3"  # what dlopen loads libfuse3 by (its major version in the name)
 HIDDEN_NAME = re.compile(r"\.fuse_hidden[0-9a-f]{16}")  # libfuse's name for a removed open file
 MAX_VERSIONS = 4096  # names whose file version at the last open is remembered (for keep_cache)
 MAX_IO = 1 << 20  # bytes per FUSE read/write request (libfuse3; the kernel may cap it lower)
@@ -66,17 +67,60 @@ def load_mfusepy():
     """
     if "mfusepy" not in sys.modules and not os.environ.get("FUSE_LIBRARY_PATH") \
             and not os.environ.get("FUSE_LIBRARY_NAME"):
-        if ctypes.util.find_library("fuse3") is None:
-            raise OSError(errno.ENOSYS, "libfuse3 is not installed; install the fuse3 package")
-        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"
+        os.environ["FUSE_LIBRARY_PATH"] = _libfuse3()
     try:
-        import mfusepy
+        with _ctypes_util_on_demand():
+            import mfusepy
     except (ImportError, OSError) as exc:  # libfuse missing: mfusepy raises at import
         raise OSError(errno.ENOSYS, f"FUSE is not available ({exc}); install the fuse3 package") from None
     if mfusepy.fuse_version_major != 3:
         raise OSError(errno.ENOSYS, f"libfuse {mfusepy.fuse_version_major} was loaded (FUSE_LIBRARY_PATH or "
                       "FUSE_LIBRARY_NAME?); pfskit needs libfuse3: unset them or name libfuse3")
     return mfusepy
+
+
+@contextlib.contextmanager
+def _ctypes_util_on_demand():
+    """While mfusepy is imported, ``ctypes.util`` is a stand-in whose ``find_library`` imports
+    the real module on first use. mfusepy imports it at its top for ``find_library`` alone,
+    which it calls only when ``FUSE_LIBRARY_PATH`` is not set; the real module brings
+    subprocess, shutil and tempfile (~5-10 ms of every ``libos run``'s start-up)."""
+    if "ctypes.util" in sys.modules:
+        yield
+        return
+    import types
+
+    stand_in = types.ModuleType("ctypes.util", "ctypes.util until it is needed (see vfs.fuse)")
+
+    def find_library(name: str) -> str | None:
+        if sys.modules.get("ctypes.util") is stand_in:
+            del sys.modules["ctypes.util"]
+        from ctypes.util import find_library as real
+
+        return real(name)
+
+    stand_in.find_library = find_library  # type: ignore[attr-defined]
+    sys.modules["ctypes.util"] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get("ctypes.util") is stand_in:
+            del sys.modules["ctypes.util"]
+
+
+def _libfuse3() -> str:
+    """What dlopen loads libfuse3 by: its soname when the loader finds it (no ``ldconfig -p`` run,
+    which ``ctypes.util.find_library`` makes and mfusepy repeats), else what find_library finds."""
+    try:
+        ctypes.CDLL(LIBFUSE3_SONAME)
+        return LIBFUSE3_SONAME
+    except OSError:
+        from ctypes.util import find_library
+
+        found = find_library("fuse3")
+    if found is None:
+        raise OSError(errno.ENOSYS, "libfuse3 is not installed; install the fuse3 package")
+    return found
 
 
 FUSE_APIS = ("mfusepy", "lowlevel")
@@ -730,6 +774,9 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
     A host file's cached data is kept at open only while the file is unchanged since the name's
     previous open; ``keep_cache=False`` treats every file so (by its size and mtime), where others
     may change more than host files behind the mount's back.
+    ``mountpoint`` "/dev/fd/N" serves a mount the caller made on the FUSE device it opened as N
+    (and whose read-ahead it sets: :func:`raise_read_ahead`); any other is watched in the mount
+    table until it is there, and its read-ahead raised.
     ``multithreaded`` serves requests from several libfuse threads: needed when a request may
     block (FIFOs, pipes); otherwise one thread is faster (the threads only contend for the GIL:
     measured 1.3-1.8x on sequential I/O). ``ready`` is called once the mount is up.
@@ -789,6 +836,11 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
                 return call()
             finally:
                 bridge.call_fh.fh = bridge.call_fh.hidden = None
+
+        if multithreaded:
+            def _wrapper(self, func, *args, **kwargs):
+                keep_thread_state()  # every callback comes through here
+                return super()._wrapper(func, *args, **kwargs)
 
         def rename_fuse_3(self, old, new, flags):
             """mfusepy drops renameat2's flags (RENAME_EXCHANGE became a plain, replacing rename)."""
@@ -869,9 +921,10 @@ def serve(vfs: VFS, mountpoint: str, *, writable: bool, foreground: bool = True,
 
     # the bridge itself is the operations object: callbacks it doesn't define stay unset in libfuse
     with stopper or contextlib.nullcontext():
-        # started here: the thread inherits the blocked stop signals
-        threading.Thread(target=raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),),
-                         daemon=True).start()
+        if not mountpoint.startswith("/dev/fd/"):  # (a caller that mounted it sets its read-ahead)
+            # started here: the thread inherits the blocked stop signals
+            threading.Thread(target=raise_read_ahead_when_mounted, args=(os.path.realpath(mountpoint),),
+                             daemon=True, name="fuse-read-ahead").start()
         try:
             Fuse(bridge, mountpoint, foreground=foreground, debug=debug, nothreads=not multithreaded, **options)
         except RuntimeError as exc:  # fuse_main_real's result (libfuse printed why on stderr)
