@@ -32,8 +32,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 log=.venv/pip-install.log
+# the data extra (fsspec, pandas, pyarrow, Dask) is what tests/test_fsspec*.py and bench/bench_data.py use;
 # compat mode: a plain .pth path entry; the default import-hook finder adds ~10 ms to every start
-if ! .venv/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat >"$log" 2>&1; then
+if ! .venv/bin/python -m pip install -q -e '.[test,data]' --config-settings editable_mode=compat >"$log" 2>&1; then
     cat "$log" >&2
     echo "setup: pip install failed (log above)" >&2
     exit 1
