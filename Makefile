@@ -1,4 +1,4 @@
-.PHONY: demo test test-lowlevel setup lint bench bench-data bench-gramine bench-vfs bench-fuse bench-fuse-api bench-run bench-startup bench-mechanisms bench-sign clean
+.PHONY: demo test test-lowlevel setup lint bench bench-data bench-gramine bench-vfs bench-fuse bench-fuse-api bench-run bench-startup bench-mechanisms bench-sign bench-dask clean
 
 demo: setup
 	scripts/demo.sh
@@ -50,6 +50,10 @@ bench-mechanisms: setup
 # libos sign of all of /usr/lib/python3* against find | xargs sha256sum
 bench-sign: setup
 	.venv/bin/python bench/bench_sign.py --repeat 5 --json docs/bench-sign.json
+
+# pfs encrypt --dask --jobs 2 of a 2 GiB tree against pfs encrypt --jobs 2; 1, 2, 4 local workers (needs .[data])
+bench-dask: setup
+	.venv/bin/python bench/bench_dask.py --json docs/bench-dask.json
 
 # pd.read_csv / pd.read_parquet of 200 MB files through pfs:: against the plaintext files (QUICK=1: 40 MB)
 bench-data: setup

@@ -439,10 +439,16 @@ def encrypt_stream(src: HostFile, dst: HostFile, key: bytes, bound_path: str, *,
             f"{src.name}: the file changed while it was being encrypted (size {size} at the start, "
             f"{src.size()} at the end); the output would be neither version: try again when nothing is "
             "writing to it", path=src.name)
+    write_metadata(dst, key, meta)
+    return size
+
+
+def write_metadata(dst: HostFile, key: bytes, meta: Metadata) -> None:
+    """Seal ``meta`` under ``key`` (with a fresh nonce) and write it as node 0 of ``dst``: the
+    last write of an encryption, once every data and MHT node is in place."""
     nonce = new_nonce()
     ciphertext, mac = seal(derive_metadata_key(key, nonce), meta.to_plaintext())
     dst.write_at(0, Header(MAJOR_VERSION, 0, nonce, mac, 0, ciphertext).to_node())
-    return size
 
 
 # ---------------------------------------------------------------------- decrypt
@@ -560,4 +566,4 @@ class _MhtWalker:
         return plain[:ENTRIES_BYTES]
 
 
-__all__ = ["decrypt_stream", "encrypt_stream"]
+__all__ = ["decrypt_stream", "encrypt_stream", "write_metadata"]

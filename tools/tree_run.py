@@ -34,9 +34,11 @@ def output_for_tree(input_path: str, output: str) -> None:
 def run_tree(op: Callable[..., Any], jobs: list[FileJob], params: dict[str, Any], *, workers: int,
               quiet: bool, label: str, created: list[str],
               on_ok: Callable[[FileResult], None], settings: Settings, verb: str,
-              walked: Tree | None = None, output: str | None = None, verbose: bool = False) -> int:
+              walked: Tree | None = None, output: str | None = None, verbose: bool = False,
+              runner: Callable[..., Any] | None = None) -> int:
     """Report what the walk left out, make the output folders (``walked``'s empty folders too,
-    under ``output``), run ``op`` over ``jobs``, report; return the exit status."""
+    under ``output``), run ``op`` over ``jobs`` (through ``runner``, e.g. on a Dask cluster, when
+    given), report; return the exit status."""
     unreadable = report_skipped(walked.skipped, verbose=verbose) if walked is not None else 0
     keep: set[str] = set()
     results: list[FileResult] = []
@@ -64,7 +66,7 @@ def run_tree(op: Callable[..., Any], jobs: list[FileJob], params: dict[str, Any]
     total = sum(j.weight for j in runnable)
     try:
         with Progress(total, label, enabled=not quiet) as bar:
-            for result in run_file_jobs(op, runnable, params, workers=workers, progress=bar):
+            for result in (runner or run_file_jobs)(op, runnable, params, workers=workers, progress=bar):
                 results.append(result)
                 if result.ok:
                     on_ok(result)

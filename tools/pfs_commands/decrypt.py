@@ -7,6 +7,7 @@ import os
 import click
 
 from ..cli_support import STDIO, UsageProblem, require_existing
+from ..dask_run import dask_options, dask_runner
 from ..file_jobs import FileJob, FileResult
 from ..file_ops import op_decrypt, trailing_message
 from ..pfs_command import (
@@ -42,6 +43,7 @@ from .common import binding_warnings, echo_status, expected_path, one_path_check
 @bind_prefix_check_option
 @strict_option
 @jobs_option
+@dask_options
 @quiet_option
 @verbose_option
 @force_option
@@ -51,13 +53,15 @@ from .common import binding_warnings, echo_status, expected_path, one_path_check
 @click.pass_context
 def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, verify_path: bool,
             expect_path: str | None, bind_prefix: str | None, strict: bool, jobs: int, quiet: bool, verbose: bool,
-            force: bool, no_fsync: bool, follow_symlinks: bool, debug: bool) -> int:
+            force: bool, no_fsync: bool, follow_symlinks: bool, debug: bool, scheduler: str | None,
+            use_dask: bool) -> int:
     """Decrypt and authenticate a file or a folder tree; a failed file leaves no output.
 
     Outputs get the input's permission bits, minus the umask.
     """
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
+    runner = dask_runner("decrypt", scheduler, use_dask, jobs, verbose)
     not_empty(**{"-i/--input": input_path, "-o/--output": output, "--expect-path": expect_path,
                   "--bind-prefix": bind_prefix})
     one_path_check(verify_path, expect_path, bind_prefix)
@@ -104,4 +108,4 @@ def decrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, ver
     params = {"key": key, "force": force, "jobs": jobs, "sync": not no_fsync, "strict": strict}
     return run_tree(op_decrypt, file_jobs, params, workers=jobs if tree else 1, quiet=quiet, label="decrypting",
                      created=created, on_ok=on_ok, settings=settings, verb="decrypt", walked=walked, output=output,
-                     verbose=verbose)
+                     verbose=verbose, runner=runner)

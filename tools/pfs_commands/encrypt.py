@@ -11,6 +11,7 @@ import click
 from pfs.paths import bound_path_for
 
 from ..cli_support import STDIO, UsageProblem, require_existing
+from ..dask_run import dask_options, dask_runner
 from ..file_jobs import FileJob, FileResult
 from ..file_ops import op_encrypt
 from ..pfs_command import (
@@ -33,9 +34,11 @@ from .common import echo_status
 
 def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bind_path: str | None,
              bind_prefix: str | None, jobs: int, quiet: bool, verbose: bool, force: bool, no_fsync: bool,
-             follow_symlinks: bool, debug: bool, manifest: str | None = None) -> int:
+             follow_symlinks: bool, debug: bool, manifest: str | None = None, scheduler: str | None = None,
+             use_dask: bool = False) -> int:
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
+    runner = dask_runner("encrypt", scheduler, use_dask, jobs, verbose)
     if bind_path is not None and bind_prefix is not None:
         raise UsageProblem("give either --bind-path or --bind-prefix, not both")
     not_empty(**{"-i/--input": input_path, "-o/--output": output, "--bind-path": bind_path,
@@ -83,7 +86,7 @@ def _encrypt(ctx: click.Context, wrap_key: str, input_path: str, output: str, bi
     return run_tree(op_encrypt, file_jobs, {"key": key, "force": force, "jobs": jobs, "sync": not no_fsync},
                      workers=jobs if tree else 1, quiet=quiet, label="encrypting", created=created,
                      on_ok=on_ok, settings=settings, verb="encrypt", walked=walked, output=output,
-                     verbose=verbose)
+                     verbose=verbose, runner=runner)
 
 
 def _encrypt_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -103,7 +106,7 @@ def _encrypt_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--manifest", metavar="MANIFEST",
                      help="Bind each output as the encrypted mount of Gramine manifest MANIFEST that covers "
                           "it will open it: the mount's URI path + the output's path below it."),
-        jobs_option, quiet_option, verbose_option, force_option, no_fsync_option, follow_symlinks_option,
+        jobs_option, dask_options, quiet_option, verbose_option, force_option, no_fsync_option, follow_symlinks_option,
         debug_option, click.pass_context,
     ]
     for decorator in reversed(decorators):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..cli_support import STDIO, UsageProblem, echo_error
+from ..dask_run import dask_options, dask_runner
 from ..file_jobs import FileJob, FileResult, Progress, run_file_jobs
 from ..file_ops import op_verify, trailing_message
 from ..pfs_command import (
@@ -35,6 +36,7 @@ from .common import binding_warnings, expected_path, one_path_check
 @bind_prefix_check_option
 @strict_option
 @jobs_option
+@dask_options
 @quiet_option
 @verbose_option
 @follow_symlinks_option
@@ -42,7 +44,7 @@ from .common import binding_warnings, expected_path, one_path_check
 @click.pass_context
 def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_path: str | None,
            verify_path: bool, bind_prefix: str | None, strict: bool, jobs: int, quiet: bool, verbose: bool,
-           follow_symlinks: bool, debug: bool) -> int:
+           follow_symlinks: bool, debug: bool, scheduler: str | None, use_dask: bool) -> int:
     """Authenticate every node of every file (files or trees); report each bad file.
 
     Trailing nodes after the data a file's size needs give a warning (Gramine ignores them;
@@ -50,6 +52,7 @@ def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_pat
     """
     settings = _settings(ctx, debug)
     _positive_jobs(jobs)
+    runner = dask_runner("verify", scheduler, use_dask, jobs, verbose)
     not_empty(**{"--expect-path": expect_path, "--bind-prefix": bind_prefix})
     one_path_check(verify_path, expect_path, bind_prefix)
     verify_path = verify_path or (strict and expect_path is None and bind_prefix is None)
@@ -65,7 +68,7 @@ def verify(ctx: click.Context, wrap_key: str, paths: tuple[str, ...], expect_pat
         file_jobs.append(FileJob(path, None, expected, file_size(path)))
     results: list[FileResult] = []
     with Progress(sum(j.weight for j in file_jobs), "verifying", enabled=not quiet) as bar:
-        for result in run_file_jobs(op_verify, file_jobs, {"key": key, "jobs": jobs, "strict": strict},
+        for result in (runner or run_file_jobs)(op_verify, file_jobs, {"key": key, "jobs": jobs, "strict": strict},
                                     workers=jobs if len(file_jobs) > 1 else 1, progress=bar):
             results.append(result)
             if not result.ok:
