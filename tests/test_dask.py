@@ -245,6 +245,34 @@ def test_large_files_decrypted_and_verified_in_pieces(client, tmp_path):
     _no_temps(tmp_path)
 
 
+def test_large_files_cut_only_when_the_others_cant_keep_the_workers_busy(client, tmp_path):
+    """Above the split size, a file is cut into pieces when it is more than half a worker's share
+    of the job: 6 files of 26 MiB on 2 workers are encrypted whole (each is 1/6 of the job), one
+    alone (or with small files) in pieces; the outputs are the same files either way."""
+    src = tmp_path / "src"
+    for i in range(6):
+        _write_random(src / f"big{i}.bin", 26 * MIB + i, seed=40 + i)
+    _small_tree(src / "small", 20, seed=5)
+    with get_task_stream(client) as stream:
+        many = pdask.encrypt_tree(str(src), str(tmp_path / "many"), key=KEY, client=client, split_size=1 * MIB)
+    assert many.ok, many.failed
+    assert not [t for t in stream.data if "split_piece" in str(t["key"])]
+    assert len([t for t in stream.data if "encrypt_file" in str(t["key"])]) == 6
+    alone = tmp_path / "alone"
+    _small_tree(alone / "small", 20, seed=5)
+    (alone / "big0.bin").write_bytes((src / "big0.bin").read_bytes())
+    with get_task_stream(client) as stream:
+        one = pdask.encrypt_tree(str(alone), str(tmp_path / "one"), key=KEY, client=client, split_size=1 * MIB)
+    assert one.ok, one.failed
+    assert len([t for t in stream.data if "split_piece" in str(t["key"])]) == 2  # 26 MiB: 2 runs of 64 groups
+    for name in ("many", "one"):
+        dec = pdask.decrypt_tree(str(tmp_path / name), str(tmp_path / f"{name}.dec"), key=KEY, client=client)
+        assert dec.ok, dec.failed
+    assert (tmp_path / "one.dec" / "big0.bin").read_bytes() == (tmp_path / "many.dec" / "big0.bin").read_bytes() \
+        == (src / "big0.bin").read_bytes()
+    _same_tree(src, tmp_path / "many.dec")
+
+
 @pytest.fixture
 def own_dask_config(monkeypatch):
     """``tools.dask_run.local_cluster`` sets the process's Dask config (the command's process
