@@ -4,7 +4,7 @@
 Both sides are the real command line, each run a separate process, outputs fsync'ed off
 (`--no-fsync`, so that the disk's write-back doesn't decide), `sync` before each run, the best
 of --repeat runs; the Dask runs include starting the LocalCluster (its worker processes), as a
-user pays it. The tree: 8 files of 192 MiB (cut into node-group pieces on the cluster) and 512
+user pays it. The tree: 8 files of 192 MiB (whole: each is under half a worker's share) and 512
 files of 1 MiB. Target: --dask >= 0.9x the plain run at --jobs 2. On a 2-core machine more
 than 2 workers can only share the same 2 cores: the 4-worker figure shows the cost of that, not
 a speed-up. `--scheduler` to a 2-worker cluster already running shows the job without the
