@@ -92,3 +92,15 @@ def test_view_prints_every_field(made):
     assert all("pfskit simulated" in c for c in fields["certificates"])
     r = libos("quote", "view", str(quote))
     assert r.returncode == 0 and "mr_enclave: " + "11" * 32 in r.stdout and "not verified" in r.stdout
+
+
+def test_unreadable_quote_file_is_one_line(tmp_path):
+    """A missing or oversized quote file: one line naming it, exit 2, no usage text."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(1 << 20))
+    for path, why in ((tmp_path / "nope.bin", "No such file or directory"), (big, "larger than 1 MiB")):
+        for sub in ("verify", "view"):
+            r = libos("quote", sub, str(path))
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.count("\n") == 1 and why in r.stderr and str(path) in r.stderr, r.stderr
+            assert r.stderr.startswith("libos: error: quote file"), r.stderr

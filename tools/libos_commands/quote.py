@@ -15,14 +15,15 @@ def _fail(message: str, code: int, debug: bool) -> None:
     sys.exit(code)
 
 
-def _read_quote(path: str) -> bytes:
+def _read_quote(path: str, debug: bool) -> bytes:
+    """The quote file's bytes; a file that can't be read, or is far too large: one line, exit 2."""
     try:
         with open(path, "rb") as f:
             data = f.read(1 << 20)
     except OSError as exc:
-        raise click.UsageError(f"QUOTE '{path}': {exc.strerror}") from None
+        _fail(f"quote file '{path}': {exc.strerror}", 2, debug)
     if len(data) >= 1 << 20:
-        raise click.UsageError(f"QUOTE '{path}' is larger than 1 MiB: not a quote")
+        _fail(f"quote file '{path}' is larger than 1 MiB: not a quote", 2, debug)
     return data
 
 
@@ -64,7 +65,7 @@ def quote() -> None:
 def verify(quote_file: str, mrenclave: bytes | None, mrsigner: bytes | None, isv_prod_id: int | None,
            min_isv_svn: int | None, report_data: bytes | None, platform_file: str | None, debug: bool) -> None:
     """Check QUOTE's signature chain and every field asked for; exit 1 naming the field that fails."""
-    data = _read_quote(quote_file)
+    data = _read_quote(quote_file, debug)
     from pal.sgx.platform import PlatformError, load_platform
     from pal.sgx.quote import QuoteError, verify_quote
 
@@ -86,7 +87,7 @@ def verify(quote_file: str, mrenclave: bytes | None, mrsigner: bytes | None, isv
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def view(quote_file: str, as_json: bool, debug: bool) -> None:
     """Print every field of QUOTE (nothing is verified: use `libos quote verify`)."""
-    data = _read_quote(quote_file)
+    data = _read_quote(quote_file, debug)
     from pal.sgx.quote import QuoteError, parse_quote
 
     try:
