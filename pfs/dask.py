@@ -2,8 +2,9 @@
 
 ``encrypt_tree(src_url, dst_url, key=..., client=...)`` and its siblings take fsspec URLs on
 both sides (plaintext from one store, encrypted files to another) and spread the files over
-the cluster's workers; a large file on a local (or shared) destination is cut into runs of
-node groups encrypted by several workers and assembled by one task into the same layout as
+the cluster's workers; a large file on a local (or shared) destination (at least ``split_size``
+and more than half a worker's share of the job) is cut into runs of node groups encrypted by
+several workers and assembled by one task into the same layout as
 ``pfs encrypt`` (see :mod:`pfs.dask_tasks`); large files are decrypted and verified in runs of
 node groups too. A failing file is a failed :class:`FileOutcome`
 with its cause; the others finish.
@@ -26,7 +27,7 @@ from typing import Any
 from .dask_io import TMP_TAG, is_local, temp_prefix
 from .dask_tasks import NO_KEY, KeyNotOnWorker, TaskFailed
 
-SPLIT_SIZE = 64 << 20  # files at least this large are cut into pieces (local destinations)
+SPLIT_SIZE = 64 << 20  # files at least this large may be cut into pieces (local destinations)
 PIECE_GROUPS = 64  # node groups per piece (24 MiB of plaintext)
 MAX_KEY_RESENDS = 5
 BATCH_BYTES = 16 << 20  # smaller files go to the workers in batches (fewer, larger tasks)
@@ -192,6 +193,7 @@ class _Submitter:
                  strict: bool):
         self.client, self.keys, self.session = client, keys, session
         self.force, self.sync, self.split_size, self.strict = force, sync, split_size, strict
+        self.min_split = split_size
 
     def _call(self, job: Job) -> tuple[str, tuple]:
         ids, s = self.keys.ids, self.session
@@ -207,6 +209,9 @@ class _Submitter:
         """Submit every job: small files (under BATCH_BYTES) go in batches sized so that each
         worker gets several."""
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
+        # a file is cut into pieces only when it is more than half a worker's share of the job:
+        # smaller ones, whole, already keep every worker busy (pieces cost an assembly task each)
+        self.min_split = max(self.split_size, sum(j.size for j in jobs) // (2 * workers) + 1)
         small = [j for j in jobs if j.size < BATCH_BYTES and not self._splits(j)]
         budget = max(1 << 20, min(BATCH_BYTES, sum(j.size for j in small) // (4 * workers)))
         out = [self.submit(j) for j in jobs if j.size >= BATCH_BYTES or self._splits(j)]
@@ -223,7 +228,7 @@ class _Submitter:
         return out
 
     def _splits(self, job: Job) -> bool:
-        if job.size < self.split_size:
+        if job.size < self.min_split:
             return False
         if job.kind == "encrypt":
             return is_local(job.dst_fs)

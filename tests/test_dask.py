@@ -245,13 +245,56 @@ def test_large_files_decrypted_and_verified_in_pieces(client, tmp_path):
     _no_temps(tmp_path)
 
 
-def test_worker_killed_in_the_middle(tmp_path):
+def test_large_files_cut_only_when_the_others_cant_keep_the_workers_busy(client, tmp_path):
+    """Above the split size, a file is cut into pieces when it is more than half a worker's share
+    of the job: 6 files of 26 MiB on 2 workers are encrypted whole (each is 1/6 of the job), one
+    alone (or with small files) in pieces; the outputs are the same files either way."""
+    src = tmp_path / "src"
+    for i in range(6):
+        _write_random(src / f"big{i}.bin", 26 * MIB + i, seed=40 + i)
+    _small_tree(src / "small", 20, seed=5)
+    with get_task_stream(client) as stream:
+        many = pdask.encrypt_tree(str(src), str(tmp_path / "many"), key=KEY, client=client, split_size=1 * MIB)
+    assert many.ok, many.failed
+    assert not [t for t in stream.data if "split_piece" in str(t["key"])]
+    assert len([t for t in stream.data if "encrypt_file" in str(t["key"])]) == 6
+    alone = tmp_path / "alone"
+    _small_tree(alone / "small", 20, seed=5)
+    (alone / "big0.bin").write_bytes((src / "big0.bin").read_bytes())
+    with get_task_stream(client) as stream:
+        one = pdask.encrypt_tree(str(alone), str(tmp_path / "one"), key=KEY, client=client, split_size=1 * MIB)
+    assert one.ok, one.failed
+    assert len([t for t in stream.data if "split_piece" in str(t["key"])]) == 2  # 26 MiB: 2 runs of 64 groups
+    for name in ("many", "one"):
+        dec = pdask.decrypt_tree(str(tmp_path / name), str(tmp_path / f"{name}.dec"), key=KEY, client=client)
+        assert dec.ok, dec.failed
+    assert (tmp_path / "one.dec" / "big0.bin").read_bytes() == (tmp_path / "many.dec" / "big0.bin").read_bytes() \
+        == (src / "big0.bin").read_bytes()
+    _same_tree(src, tmp_path / "many.dec")
+
+
+@pytest.fixture
+def own_dask_config(monkeypatch):
+    """``tools.dask_run.local_cluster`` sets the process's Dask config (the command's process
+    runs one job): a copy for the test, restored after it."""
+    import copy
+
+    import dask
+
+    monkeypatch.setattr(dask.config, "config", copy.deepcopy(dask.config.config))
+
+
+@pytest.mark.parametrize("start", ["spawned", "forked (--dask)"])
+def test_worker_killed_in_the_middle(tmp_path, start, own_dask_config):
     """SIGKILL of a worker process mid-job: the job still completes (or files fail cleanly);
-    no output is half-written in place, no temporary file is left."""
+    no output is half-written in place, no temporary file is left. Both a cluster of spawned
+    workers and the forked ones of ``--dask`` (the nanny forks the new worker mid-job)."""
+    from tools.dask_run import local_cluster
+
     src, enc = tmp_path / "src", tmp_path / "enc"
     _small_tree(src, 60, seed=3)
     _write_random(src / "big.bin", 96 * MIB, seed=7)
-    with _cluster(2) as cluster, Client(cluster) as c:
+    with _cluster(2) if start == "spawned" else local_cluster(2) as cluster, Client(cluster) as c:
         pids = c.run(os.getpid)
         first_done = threading.Event()
         box: dict = {}
@@ -279,6 +322,39 @@ def test_worker_killed_in_the_middle(tmp_path):
             assert not dst.exists()
     assert result.ok  # distributed re-ran the lost tasks; keys were sent to the new worker
     _no_temps(enc)
+
+
+# evaluated on the workers by the builtin eval (a function of this module would import it, and
+# with it pfs, on a spawned worker)
+_WARM = "{'distributed', 'pfs.dask_split', 'pfs.stream', 'pal'} <= __import__('sys').modules.keys()"
+
+
+def test_dask_option_workers_start_warm(own_dask_config):
+    """``--dask``'s local cluster forks its workers: they start with distributed and the task
+    modules already imported (spawned workers import them again, ~0.4 s at each start, and the
+    first tasks import the rest) and have no profiler; a worker killed is
+    replaced by a forked one."""
+    from tools.dask_run import local_cluster
+
+    with local_cluster(2) as cluster, Client(cluster) as c:
+        warm = c.run(eval, _WARM)
+        assert warm and list(warm.values()) == [True, True], warm
+        assert c.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks) == dict.fromkeys(warm, False)
+        pid = next(iter(c.run(os.getpid).values()))
+        os.kill(pid, signal.SIGKILL)
+        import time
+
+        deadline = time.monotonic() + 60
+        while pid in (pids := c.run(os.getpid, on_error="ignore")).values() or len(pids) < 2:
+            assert time.monotonic() < deadline, pids
+            time.sleep(0.1)
+        assert list(c.run(eval, _WARM).values()) == [True, True]
+    import dask
+
+    # the contrast: a spawned worker (Dask's default) starts cold
+    with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}), _cluster(1) as cluster, \
+            Client(cluster) as c:
+        assert list(c.run(eval, _WARM).values()) == [False]
 
 
 def test_workers_that_lost_the_keys_get_them_again(client, tmp_path):

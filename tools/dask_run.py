@@ -38,17 +38,11 @@ class DaskRunner:
         try:
             import logging
 
-            from distributed import Client, LocalCluster
+            from distributed import Client
         except ImportError:
             raise CliError(f"--dask and --scheduler need Dask and fsspec: {INSTALL_HINT}") from None
         if self.scheduler is None:
-            import dask
-
-            # the workers' sampling profiler (every 10 ms) costs the AES-GCM loop time; the dashboard
-            # goes on a free port (shown with -v)
-            dask.config.set({"distributed.worker.profile.enabled": False})
-            cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.CRITICAL)
+            cluster = local_cluster(self.jobs)
             client = Client(cluster)
             if self.verbose:
                 click.echo(f"pfs: note: Dask dashboard: {client.dashboard_link}", err=True)
@@ -90,6 +84,29 @@ class DaskRunner:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def local_cluster(workers: int) -> Any:
+    """A LocalCluster of ``workers`` single-threaded worker processes that starts and stops fast.
+
+    Its workers are forked from this process (not spawned): they start with distributed and
+    the task modules already imported (about 0.4 s less to start, the first tasks import
+    nothing) and stop in a few ms; the nannies still restart a killed worker. The workers'
+    sampling profiler (every 10 ms) is off: it costs the AES-GCM loop time. The dashboard is on a
+    free port (shown with -v)."""
+    import logging
+
+    import dask
+    from distributed import LocalCluster
+
+    # the tasks' modules, inherited by the forked workers
+    import pfs.dask_split
+    import pfs.stream  # noqa: F401
+
+    dask.config.set({"distributed.worker.profile.enabled": False,
+                     "distributed.worker.multiprocessing-method": "fork"})
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                        dashboard_address=":0", silence_logs=logging.CRITICAL)
 
 
 def dask_runner(kind: str, scheduler: str | None, use_dask: bool, jobs: int,
