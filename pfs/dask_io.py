@@ -15,13 +15,16 @@ import os
 import posixpath
 import stat
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pal import HostFile
 
 TMP_TAG = ".pfs-dask-"  # temporary outputs: .<name>.pfs-dask-<session>-<random>
 COPY_CHUNK = 8 << 20
 
+
+T = TypeVar("T")
 
 def is_local(fs: Any) -> bool:
     """Whether the fsspec file system ``fs`` is the local one (true random writes, renames)."""
@@ -148,6 +151,22 @@ def commit_local(tmp: str, dst: str, *, force: bool, mode: int, sync: bool) -> N
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_local(dst: str, session: str, write: Callable[[HostFile], T], *, force: bool, mode: int, sync: bool) -> T:
+    """Write ``dst`` through a temporary file beside it: ``write(out)`` fills it, then
+    :func:`commit_local` puts it in place; on any failure (a signal included) the temporary file
+    is removed and ``dst`` is left as it was. Returns what ``write`` returned."""
+    fd, tmp = local_temp(dst, session)
+    try:
+        with HostFile.from_fd(fd, dst, writable=True) as out:
+            result = write(out)
+        commit_local(tmp, dst, force=force, mode=mode, sync=sync)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return result
 
 
 def refuse_existing(fs: Any, dst: str, force: bool) -> None:

@@ -14,7 +14,6 @@ The tasks of large files are in :mod:`pfs.dask_split`. Failures leave tasks as
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import hmac
@@ -25,14 +24,13 @@ from typing import Any, TypeVar
 
 from .dask_io import (
     BytesSource,
-    commit_local,
     is_local,
-    local_temp,
     open_input,
     refuse_existing,
     scratch_file,
     umask,
     upload_file,
+    write_local,
 )
 
 _KEYS: dict[str, bytes] = {}
@@ -157,18 +155,8 @@ def encrypt_file(src_fs: Any, src: str, dst_fs: Any, dst: str, bound: str, key_i
     refuse_existing(dst_fs, dst, force)
     with open_input(src_fs, src) as reader:
         if is_local(dst_fs):
-            fd, tmp = local_temp(dst, session)
-            from pal import HostFile
-
-            try:
-                with HostFile.from_fd(fd, dst, writable=True) as out:
-                    size = encrypt_stream(reader, out, key, bound)
-                commit_local(tmp, dst, force=force, mode=_output_mode(src_fs, src, False), sync=sync)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            return size
+            return write_local(dst, session, lambda out: encrypt_stream(reader, out, key, bound), force=force,
+                               mode=_output_mode(src_fs, src, False), sync=sync)
         with scratch_file(dst) as out:
             size = encrypt_stream(reader, out, key, bound)
             upload_file(out, dst_fs, dst)
@@ -190,19 +178,11 @@ def decrypt_file(src_fs: Any, src: str, dst_fs: Any | None, dst: str | None, exp
             size = decrypt_stream(reader, None, key, expected)
             return _checked({"size": size, **_facts(reader, key)}, src, strict)
         if is_local(dst_fs):
-            from pal import HostFile
+            def write(out: Any) -> dict[str, Any]:
+                size = decrypt_stream(reader, out, key, expected)
+                return _checked({"size": size, **_facts(reader, key)}, src, strict)
 
-            fd, tmp = local_temp(dst, session)
-            try:
-                with HostFile.from_fd(fd, dst, writable=True) as out:
-                    size = decrypt_stream(reader, out, key, expected)
-                facts = _checked({"size": size, **_facts(reader, key)}, src, strict)
-                commit_local(tmp, dst, force=force, mode=_output_mode(src_fs, src, True), sync=sync)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-            return facts
+            return write_local(dst, session, write, force=force, mode=_output_mode(src_fs, src, True), sync=sync)
         plain = MemoryStorage(name=dst)
         size = decrypt_stream(reader, plain, key, expected)
         facts = _checked({"size": size, **_facts(reader, key)}, src, strict)
@@ -234,20 +214,14 @@ def rekey_file(fs: Any, path: str, old_id: str, new_id: str, session: str, sync:
         decrypt_stream(reader, plain, old, None)
     source = BytesSource(plain.data, path)
     if is_local(fs):
-        from pal import HostFile
-
         st = os.stat(target)
-        fd, tmp = local_temp(target, session)
-        try:
-            with HostFile.from_fd(fd, target, writable=True) as out:
-                encrypt_stream(source, out, new, bound)
-                if os.geteuid() == 0:
-                    os.fchown(out.fd, st.st_uid, st.st_gid)
-            commit_local(tmp, target, force=True, mode=stat.S_IMODE(st.st_mode), sync=sync)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+
+        def write(out: Any) -> None:
+            encrypt_stream(source, out, new, bound)
+            if os.geteuid() == 0:
+                os.fchown(out.fd, st.st_uid, st.st_gid)
+
+        write_local(target, session, write, force=True, mode=stat.S_IMODE(st.st_mode), sync=sync)
         return bound
     with scratch_file(path) as out:
         encrypt_stream(source, out, new, bound)
