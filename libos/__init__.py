@@ -7,8 +7,9 @@ that ``libos.manifest`` or ``libos.binding`` can be used without them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pfs.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from .libos import LibOS
@@ -18,17 +19,7 @@ if TYPE_CHECKING:
 _LAZY = {"LibOS": "libos", "AT_FDCWD": "process", "FdTable": "process", "Process": "process"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = ["AT_FDCWD", "FdTable", "LibOS", "Process"]

@@ -9,8 +9,7 @@ classes, which pull in ``cryptography``) on first use, so that ``import pfs.erro
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import (
     CorruptedNodeError,
@@ -30,6 +29,7 @@ from .errors import (
     UnsupportedVersionError,
     WrongKeyError,
 )
+from .lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from .fileio import PfsRawIO, open
@@ -52,17 +52,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = [
